@@ -1,0 +1,24 @@
+"""The `optimkit` command line (typer)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="optimkit",
+    help="Train, tune and compare optimizers on your own problem.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print optimkit's version."""
+    from optimkit import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
