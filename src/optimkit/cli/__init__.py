@@ -12,6 +12,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Train, tune and compare optimizers on your own problem."""
+
+
 @app.command()
 def version() -> None:
     """Print optimkit's version."""
