@@ -1,0 +1,25 @@
+"""Optimizers: population-aware torch.optim drop-ins over small functional transforms."""
+
+from optimkit.optim.adagrad import Adagrad
+from optimkit.optim.adam import Adam, AdamW
+from optimkit.optim.adamax import Adamax
+from optimkit.optim.base import PopulationOptimizer
+from optimkit.optim.lion import Lion
+from optimkit.optim.nadam import NAdam
+from optimkit.optim.registry import OPTIMIZERS, get_optimizer
+from optimkit.optim.rmsprop import RMSprop
+from optimkit.optim.sgd import SGD
+
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "NAdam",
+    "PopulationOptimizer",
+    "RMSprop",
+    "get_optimizer",
+]
