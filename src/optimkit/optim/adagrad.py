@@ -27,7 +27,7 @@ def scale_by_adagrad() -> Transform:
         s = state["sum"].addcmul_(g, g)
         decay = 1 + (state["step"] - 1) * hp["lr_decay"]
         std = s.sqrt().add_(bc(hp["eps"], p)).mul_(bc(decay, p))
-        return torch.div(g, std, out=std)
+        return std.reciprocal_().mul_(g)
 
     return Transform(init, update)
 

@@ -38,10 +38,10 @@ def scale_by_adam(amsgrad: bool) -> Transform:
         m = ema_(state["exp_avg"], g, beta1)
         v = ema_sq_(state["exp_avg_sq"], g, beta2)
         if amsgrad:
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"].clamp_min_(v)
         bias1, bias2_sqrt = 1 - beta1**t, (1 - beta2**t).sqrt()
         denom = v.sqrt().div_(bc(bias2_sqrt, p)).add_(bc(hp["eps"], p)).mul_(bc(bias1, p))
-        return torch.div(m, denom, out=denom)
+        return denom.reciprocal_().mul_(m)
 
     return Transform(zeros(*names), update)
 

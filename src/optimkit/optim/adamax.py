@@ -28,9 +28,9 @@ def scale_by_adamax() -> Transform:
         beta1, beta2 = hp["betas"]
         m = ema_(state["exp_avg"], g, beta1)
         u = state["exp_inf"].mul_(bc(beta2, p))
-        torch.maximum(u, g.abs().add_(bc(hp["eps"], p)), out=u)
+        u.clamp_min_(g.abs().add_(bc(hp["eps"], p)))
         denom = u.mul(bc(1 - beta1 ** state["step"], p))
-        return torch.div(m, denom, out=denom)
+        return denom.reciprocal_().mul_(m)
 
     return Transform(zeros("exp_avg", "exp_inf"), update)
 
