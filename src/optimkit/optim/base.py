@@ -10,7 +10,9 @@ Options shared by every optimizer (each may be a float or a [K] tensor where it 
 ``clip_grad_norm`` (per-member global norm), ``clip_grad_value``, ``normalize_grad``
 (g / ||g||), ``l1`` (a proximal soft-threshold step lr * l1 after the update, per group) and
 ``skip_nonfinite`` (members whose gradient holds NaN/inf keep their parameters and state,
-bit for bit, while the others update as usual).
+bit for bit, while the others update as usual), and ``compile`` (run each group's update
+through ``torch.compile``, which fuses the whole step into one pass over memory;
+hyperparameters are passed as tensors so schedules do not trigger recompilation).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
         normalize_grad: bool = False,
         l1: Hyper = 0.0,
         skip_nonfinite: bool = False,
+        compile: bool = False,
     ) -> None:
         if members is not None and (isinstance(members, bool) or not isinstance(members, int)
                                     or members < 1):  # fmt: skip
@@ -69,6 +72,8 @@ class PopulationOptimizer(torch.optim.Optimizer):
             "clip_grad_value", clip_grad_value, lambda t: t > 0, "clip_grad_value > 0")  # fmt: skip
         self.normalize_grad = bool(normalize_grad)
         self.skip_nonfinite = bool(skip_nonfinite)
+        self.compile = bool(compile)
+        self._compiled: dict[int, Callable[..., None]] = {}
         super().__init__(params, {**defaults, "l1": l1})
         self._check_members()
 
@@ -182,16 +187,39 @@ class PopulationOptimizer(torch.optim.Optimizer):
             all_grads = clipping.clip_by_value(all_grads, self.clip_grad_value)
 
         offset = 0
-        for group, hp, transform, params, _, states in work:
+        for index, (group, hp, transform, params, _, states) in enumerate(work):
             grads = all_grads[offset : offset + len(params)]
             offset += len(params)
-            apply_updates(transform, params, grads, states, hp)
-            if not is_zero(hp["l1"]):
-                for p in params:
-                    clipping.prox_l1_(p, hp["lr"] * hp["l1"])
+            if self.compile:
+                update = self._compiled.get(index)
+                if update is None:
+                    update = self._compiled[index] = torch.compile(
+                        _update_group, fullgraph=True, dynamic=False
+                    )
+                hp = {n: _as_tensor(v, params[0].device) for n, v in hp.items()}
+                update(transform, params, grads, states, hp)
+            else:
+                _update_group(transform, params, grads, states, hp)
 
         if ok is not None:
             live = [t for w in work for t in (*w[3], *(v for s in w[5] for v in s.values()))]
             for t, old in zip(live, saved, strict=True):
                 t.copy_(torch.where(member_view(ok, t), t, old))
         return loss
+
+
+def _update_group(transform: Transform, params, grads, states, hp) -> None:
+    apply_updates(transform, params, grads, states, hp)
+    if not is_zero(hp["l1"]):
+        for p in params:
+            clipping.prox_l1_(p, hp["lr"] * hp["l1"])
+
+
+def _as_tensor(value: Any, device: torch.device) -> Any:
+    """Non-zero floats (and pairs of them) as float64 0-d tensors, so compiled code is not
+    specialized on their values (a zero stays a float: it removes a term from the graph)."""
+    if isinstance(value, tuple):
+        return tuple(_as_tensor(v, device) for v in value)
+    if isinstance(value, Tensor) or is_zero(value):
+        return value
+    return torch.tensor(float(value), dtype=torch.float64, device=device)
