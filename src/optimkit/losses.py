@@ -179,10 +179,13 @@ def _batch_shape(pred: Tensor, target: Tensor, event_ndim: int, classes: bool) -
         )
     if not 1 <= len(tbatch) <= len(pbatch) or pbatch[len(pbatch) - len(tbatch) :] != tbatch:
         want = list(pbatch[-1:]) + list(pred.shape[len(pbatch) :][:event_ndim])
+        hint = ""
+        if pbatch[-1] == 1 and target.dim() > 0 and target.shape[-1] != 1:
+            hint = " (pred ends in a dim of size 1 that is read as N: squeeze it)"
         raise ValueError(
             f"target: expected shape {want} (shared by all members) or "
             f"{list(pbatch) + want[1:]} (one per member) for pred {layout} of shape "
-            f"{list(pred.shape)}, got {list(target.shape)}"
+            f"{list(pred.shape)}, got {list(target.shape)}{hint}"
         )
     return pbatch
 
