@@ -393,6 +393,9 @@ def test_sample_weight_mean_is_weighted_mean():
         mse.mean(pr.repeat_interleave(reps, dim=1), tr.repeat_interleave(reps)),
     )
     close(weighted_mean(mse(pr, tr), reps.to(DT)), mse.mean(pr, tr, sample_weight=reps))
+    # weights per member [K, N] on values shared by the members [N]
+    s2 = torch.rand(2, 6, generator=g, dtype=DT)
+    close(weighted_mean(tr, s2), (s2 * tr).sum(-1) / s2.sum(-1))
 
 
 @pytest.mark.parametrize(

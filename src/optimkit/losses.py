@@ -216,7 +216,8 @@ def weighted_mean(values: Tensor, weight: Tensor | None = None) -> Tensor:
     """
     if weight is None:
         return values.mean(-1)
-    return (values * weight).sum(-1) / torch.broadcast_to(weight, values.shape).sum(-1)
+    shape = torch.broadcast_shapes(values.shape, weight.shape)
+    return (values * weight).sum(-1) / torch.broadcast_to(weight, shape).sum(-1)
 
 
 # --------------------------------------------------------------------------------------------
