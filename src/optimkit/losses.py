@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias, cast
 
 import torch
 import torch.nn.functional as F
@@ -271,7 +271,7 @@ class CustomLoss(Loss):
         if not callable(fn):
             raise ValueError(f"fn: expected a callable (pred, target) -> loss, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "custom")  # type: ignore[misc]
+        self.name = str(name or getattr(fn, "__name__", "custom"))  # type: ignore[misc]
 
     def _terms(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.fn(pred, target)
@@ -628,7 +628,7 @@ class FocalLoss(_Multiclass):
         gamma = _bc("gamma", self.gamma, pred, logp.dim())
         loss = -(-torch.expm1(logp)).pow(gamma) * logp
         if isinstance(self.alpha, Tensor):
-            loss = loss * _class_lookup("alpha", self.alpha, pred, y)
+            loss = loss * cast(Tensor, _class_lookup("alpha", self.alpha, pred, y))
         elif self.alpha is not None:
             loss = loss * self.alpha
         return (loss, None) if w is None else (loss * w, w)
