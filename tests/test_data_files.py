@@ -98,7 +98,7 @@ def test_infer_task_rules():
 def test_task_override(tmp_path):
     frame = pd.DataFrame({"x": np.arange(30.0), "y": np.arange(30) % 3})
     path = _write(frame, tmp_path / "t.csv")
-    assert load_dataset(path, target="y").task == "classification"
+    assert load_dataset(tmp_path / "t.csv", target="y").task == "classification"  # a Path
     ds = load_dataset(path, target="y", task="regression", **F64)
     assert ds.task == "regression" and ds.y_train.dtype == torch.float64
     with pytest.raises(DataError, match="task must be one of classification, regression for a"):

@@ -84,6 +84,8 @@ def test_bad_fractions():
         split_rows(np.zeros(10), "random", 1.2, 0.1)
     with pytest.raises(DataError, match="val_fraction \\+ test_fraction must be < 1"):
         split_rows(np.zeros(10), "random", 0.5, 0.5)
+    with pytest.raises(DataError, match="need at least 100 rows"):
+        split_sizes(2, 0.49, 0.5)
     with pytest.raises(DataError, match="split must be one of stratified, random, time"):
         split_rows(np.zeros(10), "kfold")
 

@@ -120,6 +120,13 @@ class Dataset:
         """Regression outputs back in the target's original units."""
         return y * self.target_scale + self.target_mean
 
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, task={self.task!r}, train/val/test="
+            f"{self.n_train}/{self.n_val}/{self.n_test}, n_features={self.n_features}, "
+            f"n_classes={self.n_classes}, split={self.split!r}, device={str(self.device)!r})"
+        )
+
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary."""
         return {

@@ -12,6 +12,7 @@ validation part within two rows.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -51,7 +52,7 @@ def split_sizes(n: int, val_fraction: float, test_fraction: float, where: str = 
     n_val, n_test = _held_out(val_fraction, n), _held_out(test_fraction, n)
     if n - n_val - n_test < 1:
         need = next(
-            m for m in range(1, 10 * n + 10)
+            m for m in itertools.count(1)
             if m - _held_out(val_fraction, m) - _held_out(test_fraction, m) >= 1
             and m >= 1 + (val_fraction > 0) + (test_fraction > 0)
         )  # fmt: skip

@@ -138,6 +138,8 @@ def check_missing(X: pd.DataFrame | np.ndarray, impute: str | None, where: str, 
         if impute not in IMPUTE_STRATEGIES:
             raise DataError(f"impute must be one of {', '.join(IMPUTE_STRATEGIES)}; got {impute!r}")
         return
+    if isinstance(X, np.ndarray) and (X.dtype.kind not in "fc" or not np.isnan(X).any()):
+        return  # the fast path for large numeric arrays (images)
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
     mask = frame.isna()
     counts = mask.sum()
