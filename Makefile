@@ -8,7 +8,12 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: setup demo test lint format bench
 
+# Debian packages: Fashion-MNIST's idx files (apt-get needs root, as on CI; skipped if present).
+SYSTEM_PACKAGES := dataset-fashion-mnist
+SYSTEM_CHECK := test -d /usr/share/datasets/fashion-mnist
+
 $(STAMP): pyproject.toml Makefile
+	$(SYSTEM_CHECK) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES))
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,rdata]'

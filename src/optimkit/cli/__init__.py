@@ -25,5 +25,16 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _register() -> None:
+    from optimkit.cli.datasets import datasets
+    from optimkit.cli.solve import solve
+
+    app.command("datasets")(datasets)
+    app.command("solve")(solve)
+
+
+_register()
+
+
 def main() -> None:
     app()
