@@ -845,3 +845,56 @@ def test_one_cycle_past_total_steps_raises_like_torch():
         pop.step()
     with pytest.raises(ValueError, match="total steps is 5"):
         pop.step()
+
+
+# ------------------------------------------------------------------- torch compatibility
+def test_isinstance_of_torch_base_classes_and_usable_in_torch_sequential():
+    opt = _opt()
+    assert isinstance(S.StepLR(opt, step_size=3), TL.LRScheduler)
+    assert isinstance(S.ReduceLROnPlateau(opt), TL.ReduceLROnPlateau)
+
+    def run(lib):
+        topt = torch_opt(None, [0.3])
+        a = lib.LinearLR(topt, start_factor=0.1, total_iters=5)
+        b = lib.CosineAnnealingLR(topt, T_max=30)
+        lrs, _ = trace(topt, TL.SequentialLR(topt, [a, b], milestones=[5]), 60, None)
+        return lrs
+
+    # torch's SequentialLR drives ours through _initial_step / _update_lr (scalar mode)
+    torch.testing.assert_close(run(S), run(TL), rtol=RTOL, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tensors_stay_on_device_and_match_cpu():
+    dev = torch.device("cuda")
+    hps = dict(
+        base_lr=t(0.01, 0.1, 0.001, 0.5),
+        max_lr=t(0.1, 1.0, 0.01, 2.0),
+        step_size_up=t(10, 20, 7, 33),
+        mode="exp_range",
+        gamma=t(0.99, 0.999, 0.9, 1.0),
+    )
+    cpu_opt = pop_opt("betas")
+    cpu_lr, cpu_m = trace(cpu_opt, S.CyclicLR(cpu_opt, **hps), 60, "betas")
+    gpu_opt = pop_opt("betas", [LR.to(dev)])
+    gpu_hps = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in hps.items()}
+    sched = S.CyclicLR(gpu_opt, **gpu_hps)
+    gpu_lr, gpu_m = trace(gpu_opt, sched, 60, "betas")
+    assert gpu_opt.param_groups[0]["lr"].device.type == "cuda"
+    assert gpu_opt.param_groups[0]["betas"][0].device.type == "cuda"
+    torch.testing.assert_close(gpu_lr.cpu(), cpu_lr, rtol=RTOL, atol=0)
+    torch.testing.assert_close(gpu_m.cpu(), cpu_m, rtol=RTOL, atol=0)
+    assert sched.lr_at(torch.arange(4, device=dev))[0].device.type == "cuda"
+    state = _checkpoint_roundtrip(sched.state_dict())
+    again = S.CyclicLR(pop_opt("betas", [LR.to(dev)]), **gpu_hps)
+    again.load_state_dict(state)
+    assert torch.equal(again.get_last_lr()[0], sched.get_last_lr()[0])
+    # plateau with metrics on the device
+    popt = PopOpt([LR.to(dev)], momentum=0.0)
+    plateau = S.ReduceLROnPlateau(popt, patience=t(0, 1, 2, 3).to(dev), factor=0.5)
+    for _ in range(10):
+        plateau.step(torch.full((K,), 1.0, device=dev))
+    assert popt.param_groups[0]["lr"].device.type == "cuda"
+    torch.testing.assert_close(
+        popt.param_groups[0]["lr"].cpu(), LR * t(0.5**9, 0.5**4, 0.5**3, 0.5**2), rtol=RTOL, atol=0
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim import lr_scheduler
 
 from optimkit.schedules.functional import F64, TensorLike
 
@@ -182,8 +183,14 @@ def snapshot(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------- the base
-class LRScheduler:
+class LRScheduler(lr_scheduler.LRScheduler):
     """Base class of the closed-form schedules (torch.optim.lr_scheduler's API).
+
+    It subclasses torch's ``LRScheduler`` (so code that checks ``isinstance`` accepts it) but
+    replaces all of its behaviour: ``__init__``, ``step``, ``get_lr``, ``get_last_lr``,
+    ``state_dict``, ``load_state_dict`` and the hooks torch's SequentialLR calls
+    (``_initial_step``, ``_update_lr``). Being closed forms, these schedules set the lr rather
+    than multiply it, so torch's ChainedScheduler does not compose them.
 
     A subclass validates its hyperparameters with `check_hparam`, stores them with
     `_register`, calls ``super().__init__`` and implements `_lr` (and `_momentum` when it
@@ -198,6 +205,7 @@ class LRScheduler:
     """
 
     _fractional_epochs = False
+    base_lrs: list[Tensor]  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -359,6 +367,14 @@ class LRScheduler:
         self._check_step(position)
         self._commit(position)
         self._apply(position)
+
+    def _initial_step(self) -> None:
+        """torch's SequentialLR hook: take the first step."""
+        self.step()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """torch's SequentialLR hook: step without the deprecated-epoch handling."""
+        self.step(epoch)
 
     def _apply(self, position: float | int) -> None:
         groups = self.optimizer.param_groups

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim import lr_scheduler
 
 from optimkit.schedules import functional as F
 from optimkit.schedules._base import (
@@ -22,7 +23,7 @@ from optimkit.schedules._base import (
 )
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(lr_scheduler.ReduceLROnPlateau):
     r"""Reduce the lr by ``factor`` when a metric has stopped improving for more than
     ``patience`` steps, then wait ``cooldown`` steps (torch.optim.lr_scheduler's rules).
 
@@ -36,7 +37,21 @@ class ReduceLROnPlateau:
     ``patience``, ``threshold``, ``cooldown``, ``min_lr`` (per group as a list, as in torch)
     and ``eps`` may be [K] tensors. The pure form is `functional.plateau_update` and
     `functional.plateau_reduce_lr`. A NaN metric counts as a bad epoch of that member only.
+
+    It subclasses torch's ReduceLROnPlateau (for ``isinstance`` checks, e.g. Lightning's
+    monitor handling) and replaces all of its behaviour.
     """
+
+    # torch declares these as Python numbers; here they are tensors of shape [] or [K].
+    best: Tensor  # type: ignore[assignment]
+    num_bad_epochs: Tensor  # type: ignore[assignment]
+    cooldown_counter: Tensor  # type: ignore[assignment]
+    factor: Tensor  # type: ignore[assignment]
+    patience: Tensor  # type: ignore[assignment]
+    threshold: Tensor  # type: ignore[assignment]
+    cooldown: Tensor  # type: ignore[assignment]
+    eps: Tensor  # type: ignore[assignment]
+    min_lrs: list[Tensor]  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -53,6 +68,7 @@ class ReduceLROnPlateau:
         self.optimizer = check_optimizer(optimizer)
         self.mode = check_choice("mode", mode, F.PLATEAU_MODES)
         self.threshold_mode = check_choice("threshold_mode", threshold_mode, F.THRESHOLD_MODES)
+        self.mode_worse = float("inf") if self.mode == "min" else float("-inf")
         groups = optimizer.param_groups
         self.factor = check_hparam("factor", factor, ge=0, lt=1)
         self.patience = check_hparam("patience", patience, integer=True, ge=0)
@@ -85,11 +101,7 @@ class ReduceLROnPlateau:
     _hparam_names = ("factor", "patience", "threshold", "cooldown", "eps")
 
     @property
-    def mode_worse(self) -> float:
-        return float("inf") if self.mode == "min" else float("-inf")
-
-    @property
-    def in_cooldown(self) -> Tensor:
+    def in_cooldown(self) -> Tensor:  # type: ignore[override]
         """Per member: whether it is cooling down after a reduction."""
         return self.cooldown_counter > 0
 
@@ -110,7 +122,7 @@ class ReduceLROnPlateau:
             self.members, self._scalar = t.shape[0], False
         return t
 
-    def step(self, metrics: Any, epoch: int | None = None) -> None:
+    def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
         """Observe one metric value per member and reduce the lr of those on a plateau."""
         current = self._metrics(metrics)
         self.last_epoch = self.last_epoch + 1 if epoch is None else int(epoch)
@@ -159,6 +171,7 @@ class ReduceLROnPlateau:
                 f"got {state_dict.get('scheduler')!r}"
             )
         self.mode = state_dict["mode"]
+        self.mode_worse = float("inf") if self.mode == "min" else float("-inf")
         self.threshold_mode = state_dict["threshold_mode"]
         self.last_epoch = state_dict["last_epoch"]
         d = self._device
