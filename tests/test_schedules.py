@@ -518,6 +518,27 @@ def test_resume_from_state_dict_continues_exactly(name):
     assert torch.equal(rest_m, full_m[cut:])
 
 
+@pytest.mark.parametrize("name", ["CosineAnnealingLR", "StepLR", "CosineAnnealingWarmRestarts"])
+def test_resume_with_last_epoch_argument(name):
+    # torch's other resume path: a group that has 'initial_lr' and last_epoch=N continues at
+    # step N + 1 (torch's own CosineAnnealingLR got this wrong before pytorch/pytorch#60339).
+    cls, _, hps = CASES[name]
+    opt = pop_opt(None)
+    full, _ = trace(opt, cls(opt, **hps), 60, None)
+    opt2 = pop_opt(None)
+    opt2.param_groups[0]["initial_lr"] = LR.clone()
+    opt2.param_groups[0]["lr"] = torch.full((K,), 123.0, dtype=torch.float64)  # stale
+    resumed, _ = trace(opt2, cls(opt2, last_epoch=29, **hps), 30, None)
+    assert torch.equal(resumed, full[30:])
+
+
+def test_warm_restarts_exposes_t_cur_and_t_i():
+    sched = S.CosineAnnealingWarmRestarts(_opt(), T_0=t(2, 3, 1, 5), T_mult=t(2, 1, 3, 1))
+    for _ in range(7):
+        sched.step()
+    assert sched.T_cur.tolist() == [1.0, 1.0, 3.0, 2.0] and sched.T_i.tolist() == [8, 3, 9, 5]
+
+
 def test_resume_restores_hyperparameters_of_the_saved_run():
     # Like torch, the saved hyperparameters win over the ones given to the new instance.
     opt = pop_opt(None)
