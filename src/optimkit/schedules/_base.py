@@ -192,9 +192,9 @@ class LRScheduler(lr_scheduler.LRScheduler):
     (``_initial_step``, ``_update_lr``). Being closed forms, these schedules set the lr rather
     than multiply it, so torch's ChainedScheduler does not compose them.
 
-    A subclass validates its hyperparameters with `check_hparam`, stores them with
-    `_register`, calls ``super().__init__`` and implements `_lr` (and `_momentum` when it
-    cycles momentum). The learning rate at step t is a pure function of t, the base lrs and
+    A subclass validates and records its hyperparameters with `_hp` / `_hp_groups` (assigning
+    the results to attributes), calls ``super().__init__`` and implements `_lr` (and
+    `_momentum` when it cycles momentum). The learning rate at step t is a pure function of t, the base lrs and
     the hyperparameters (`lr_at`), so `step()` never reads the optimizer's current lr and a
     restored scheduler sets the optimizer's lr itself (no drift, no dependence on whether
     the optimizer's state was restored too).
