@@ -1,0 +1,85 @@
+"""Per-member, per-epoch training history, exportable as a DataFrame, CSV or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+
+class History:
+    """Epoch records of K members: train loss, val loss and metrics, lr, status, time.
+
+    Records of members that had stopped or failed before an epoch are kept out, so each
+    member's curve ends where it stopped training.
+    """
+
+    def __init__(self, members: int) -> None:
+        self.members = members
+        self.records: list[dict[str, Tensor | float | int]] = []
+
+    def append(self, *, epoch: int, train_loss: Tensor, val: dict[str, Tensor], lr: Tensor,
+               status: Tensor, seconds: float) -> None:  # fmt: skip
+        previous = self.records[-1]["epochs_run"] if self.records else torch.zeros(
+            self.members, dtype=torch.int64)  # fmt: skip
+        was_running = (
+            self.records[-1]["status"] == 0 if self.records
+            else torch.ones(self.members, dtype=torch.bool)
+        )  # fmt: skip
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": train_loss.detach().cpu().to(torch.float64),
+            **{f"val_{n}": v.detach().cpu().to(torch.float64) for n, v in val.items()},
+            "lr": lr.detach().cpu(),
+            "status": status.detach().cpu().clone(),
+            "trained": was_running.cpu(),
+            "epochs_run": previous + was_running.long().cpu(),
+            "seconds": seconds,
+        }
+        self.records.append(record)
+
+    def last(self) -> dict[str, Any] | None:
+        return self.records[-1] if self.records else None
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long format: one row per (member, epoch) that the member trained."""
+        from optimkit.train.trainer import STATUS_NAMES
+
+        rows = []
+        for rec in self.records:
+            for k in range(self.members):
+                if not bool(rec["trained"][k]):
+                    continue
+                row = {"member": k, "epoch": rec["epoch"]}
+                for key, value in rec.items():
+                    if key in ("epoch", "trained", "epochs_run", "seconds"):
+                        continue
+                    if key == "status":
+                        row[key] = STATUS_NAMES[int(value[k])]
+                    else:
+                        row[key] = float(value[k])
+                row["seconds"] = rec["seconds"]
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def to_csv(self, path: str | Path) -> None:
+        self.to_frame().to_csv(path, index=False)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_frame().to_dict(orient="records"), indent=1))
+
+    def curve(self, key: str) -> Tensor:
+        """[epochs, K] values of one recorded quantity (NaN where a member did not train)."""
+        values = torch.stack([r[key] for r in self.records])
+        trained = torch.stack([r["trained"] for r in self.records])
+        return torch.where(trained, values.to(torch.float64), torch.nan)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"members": self.members, "records": self.records}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.members, self.records = state["members"], list(state["records"])

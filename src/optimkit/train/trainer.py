@@ -1,0 +1,401 @@
+"""`PopulationTrainer`: K configurations of one model trained as one vectorized program.
+
+Each step: a batch (shared, or one per member) -> ``Population.forward`` [K, B, out] ->
+per-member mean loss [K] -> ``sum().backward()`` (members never mix, so member k receives
+exactly its own gradient) -> one population optimizer step with [K] hyperparameters ->
+per-step schedules. Each epoch: validation loss and metrics per member, divergence detection,
+early stopping, ReduceLROnPlateau, history, and a checkpoint every N epochs.
+
+A member that stops early or diverges keeps computing with the others (its result is frozen
+at that point), so the other members' arithmetic stays bit-identical; the run ends when no
+member is running.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optimkit import losses as losses_mod
+from optimkit import metrics as metrics_mod
+from optimkit.data import BatchSampler, Dataset
+from optimkit.models import Population
+from optimkit.optim import get_optimizer
+from optimkit.train.early_stopping import EarlyStopping
+from optimkit.train.history import History
+from optimkit.train.schedule import build_schedule
+
+#: member status codes (a [K] int8 tensor)
+RUNNING, FINISHED, STOPPED, FAILED = 0, 1, 2, 3
+STATUS_NAMES = ("running", "finished", "stopped", "failed")
+
+TASK_METRICS = {
+    "classification": ("accuracy", "f1_macro", "log_loss"),
+    "regression": ("mse", "mae", "r2"),
+    "ratings": ("rmse", "mae"),
+}
+
+#: per-member options the optimizer takes besides its own hyperparameters
+OPTIMIZER_EXTRAS = ("clip_grad_norm", "clip_grad_value", "l1")
+
+
+@dataclass
+class TrainConfig:
+    """What all members share. Per-member values (optimizer hyperparameters, seeds, clip
+    norms, L1) come as the `members` list given to the trainer."""
+
+    model: str | Callable[..., torch.nn.Module] = "mlp"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    loss: str | None = None
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int | None = 64
+    shared_batches: bool = True
+    schedule: str | None = None
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+    patience: int | None = None
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+    restore_best: bool = True
+    checkpoint_every: int | None = None
+    checkpoint_path: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs: expected an int >= 1, got {self.epochs!r}")
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+            or self.batch_size < 0
+        ):  # fmt: skip
+            raise ValueError(f"batch_size: expected an int >= 0 (0 = full batch), got "
+                             f"{self.batch_size!r}")  # fmt: skip
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every: expected an int >= 1, got {self.checkpoint_every}")
+        if self.checkpoint_every is not None and not self.checkpoint_path:
+            raise ValueError("checkpoint_path: required when checkpoint_every is set")
+
+
+def task_outputs(dataset: Dataset) -> tuple[int, str]:
+    """(model outputs, default loss) for a dataset: binary classification uses one logit and
+    BCE (the objective of logistic regression), multiclass C logits and cross-entropy,
+    regression and ratings one output and MSE."""
+    if dataset.task == "classification":
+        c = dataset.n_classes or 2
+        return (1, "bce") if c == 2 else (c, "cross_entropy")
+    return 1, "mse"
+
+
+class PopulationTrainer:
+    """Train K members of `config.model` on `dataset`, member k with `members[k]`.
+
+    `members[k]` maps optimizer hyperparameter names (lr, weight_decay, momentum, betas, ...)
+    and the extras clip_grad_norm / clip_grad_value / l1 to numbers, plus an optional "seed"
+    (initialization; default config.seed + k). Every member must give the same keys.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        members: Sequence[Mapping[str, Any]],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if not members:
+            raise ValueError("members: expected at least one member configuration")
+        keys = set(members[0])
+        for k, m in enumerate(members):
+            if set(m) != keys:
+                raise ValueError(
+                    f"members[{k}]: expected the keys {sorted(keys)} like members[0], "
+                    f"got {sorted(m)}"
+                )
+        self.dataset, self.config = dataset, config
+        self.members = [dict(m) for m in members]
+        self.k = len(members)
+        self.device = torch.device(device) if device is not None else dataset.X_train.device
+        self.dtype = dtype or (dataset.X_train.dtype if dataset.X_train.is_floating_point()
+                               else torch.get_default_dtype())  # fmt: skip
+        self.progress = progress
+        n_outputs, default_loss = task_outputs(dataset)
+        self.n_outputs = n_outputs
+        self.loss = losses_mod.get_loss(config.loss or default_loss, **config.loss_options)
+        self.metric_names = TASK_METRICS[dataset.task]
+        self.metrics = {n: metrics_mod.get_metric(n) for n in self.metric_names}
+        self.seeds = [int(m.get("seed", config.seed + k)) for k, m in enumerate(self.members)]
+        options = dict(config.model_options)
+        if "input_shape" in dataset.metadata and config.model == "cnn":
+            options.setdefault("image_shape", tuple(dataset.metadata["input_shape"]))
+        if dataset.task == "ratings":
+            options.setdefault("n_users", dataset.metadata["n_users"])
+            options.setdefault("n_items", dataset.metadata["n_items"])
+        self.population = Population(
+            config.model, dataset.n_features, n_outputs, self.seeds, options=options,
+            device=self.device, dtype=self.dtype, dropout_seed=config.seed,
+        )  # fmt: skip
+        self.optimizer = self._build_optimizer()
+        self.sampler = BatchSampler(
+            dataset.n_train,
+            batch_size=config.batch_size or None,
+            seed=config.seed,
+            member_seeds=None if config.shared_batches else self.seeds,
+            device=dataset.X_train.device,
+        )
+        steps_per_epoch = self.sampler.num_batches
+        self.schedule, self.schedule_per_step = build_schedule(
+            config.schedule, self.optimizer, config.schedule_options, config.epochs,
+            steps_per_epoch, self.k,
+        )  # fmt: skip
+        mode = "min"
+        if config.monitor != "val_loss":
+            name = config.monitor.removeprefix("val_")
+            if name not in self.metrics:
+                valid = ", ".join(["val_loss", *(f"val_{n}" for n in self.metrics)])
+                raise ValueError(f"monitor: unknown {config.monitor!r}; valid: {valid}")
+            mode = "max" if self.metrics[name].greater_is_better else "min"
+        self.early = EarlyStopping(self.k, config.patience, config.min_delta, mode, self.device)
+        self.status = torch.zeros(self.k, dtype=torch.int8, device=self.device)
+        self.failure: list[str] = [""] * self.k
+        self.best_params = {n: p.detach().clone() for n, p in self.population.params.items()}
+        self.best_buffers = {n: b.clone() for n, b in self.population.buffers.items()}
+        self.final_params = {n: p.detach().clone() for n, p in self.population.params.items()}
+        self.history = History(self.k)
+        self.epoch = 0
+        self.elapsed = 0.0
+        self.test_results: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------------------ set-up
+    def _build_optimizer(self):
+        hyper: dict[str, Any] = {}
+        for key in self.members[0]:
+            if key == "seed":
+                continue
+            values = [m[key] for m in self.members]
+            if key == "betas":
+                hyper[key] = tuple(
+                    torch.tensor([float(v[i]) for v in values], dtype=torch.float64) for i in (0, 1)
+                )
+            elif isinstance(values[0], bool | str) or values[0] is None:
+                if any(v != values[0] for v in values):
+                    raise ValueError(f"{key}: must be the same for all members of a population")
+                hyper[key] = values[0]
+            else:
+                hyper[key] = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        params = list(self.population.params.values())
+        return get_optimizer(self.config.optimizer, params, members=self.k, **hyper)
+
+    # ------------------------------------------------------------------------------ helpers
+    def _loss_input(self, out: Tensor) -> Tensor:
+        """Model outputs [K, B, out] as the loss expects them ([K, B] for one output)."""
+        return out.squeeze(-1) if self.n_outputs == 1 else out
+
+    def _targets(self, y: Tensor) -> Tensor:
+        if self.n_outputs == 1 and self.dataset.task == "classification":
+            return y.to(self.dtype)
+        return y
+
+    def _forward_eval(self, x: Tensor, chunk: int = 4096) -> Tensor:
+        with torch.no_grad():
+            parts = [self.population.forward(x[i : i + chunk], train=False)
+                     for i in range(0, x.shape[0], chunk)]  # fmt: skip
+        return torch.cat(parts, dim=1)
+
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Loss and task metrics of every member on (x, y): a dict of [K] tensors."""
+        out = self._forward_eval(x)
+        result = {"loss": self.loss.mean(self._loss_input(out), self._targets(y)).detach()}
+        pred = out if self.n_outputs > 1 or self.dataset.task == "classification" else out[..., 0]
+        for name, metric in self.metrics.items():
+            result[name] = metric(pred, y).to(torch.float64)
+        return result
+
+    @property
+    def active(self) -> Tensor:
+        return self.status == RUNNING
+
+    # ------------------------------------------------------------------------------ training
+    def _train_epoch(self) -> Tensor:
+        x, y = self.dataset.X_train, self.dataset.y_train
+        total = torch.zeros(self.k, dtype=torch.float64, device=self.device)
+        count = 0
+        for idx in self.sampler:
+            xb, yb = (x, y) if self.sampler.full_batch else (x[idx], y[idx])
+            out = self.population.forward(xb, train=True)
+            batch_loss = self.loss.mean(self._loss_input(out), self._targets(yb))
+            self.optimizer.zero_grad(set_to_none=True)
+            batch_loss.sum().backward()
+            self.optimizer.step()
+            if self.schedule is not None and self.schedule_per_step:
+                self.schedule.step()
+            n = yb.shape[-1]
+            total += batch_loss.detach().to(torch.float64) * n
+            count += n
+        return total / max(count, 1)
+
+    def _members_finite(self) -> Tensor:
+        ok = torch.ones(self.k, dtype=torch.bool, device=self.device)
+        for p in self.population.params.values():
+            ok &= torch.isfinite(p.detach()).flatten(1).all(dim=1)
+        return ok
+
+    def _end_epoch(self, train_loss: Tensor, val: dict[str, Tensor], seconds: float) -> None:
+        epoch = self.epoch
+        active = self.active
+        finite = torch.isfinite(train_loss) & torch.isfinite(val["loss"]) & self._members_finite()
+        diverged = active & ~finite
+        for k in torch.nonzero(diverged).flatten().tolist():
+            self.failure[k] = f"non-finite loss or parameters at epoch {epoch + 1}"
+        self.status = torch.where(diverged, FAILED, self.status).to(torch.int8)
+        active = active & ~diverged
+        monitored = val["loss"] if self.config.monitor == "val_loss" else \
+            val[self.config.monitor.removeprefix("val_")]  # fmt: skip
+        improved = self.early.update(monitored, epoch, active)
+        for name, p in self.population.params.items():
+            mask = improved.view(-1, *([1] * (p.dim() - 1)))
+            self.best_params[name] = torch.where(mask, p.detach(), self.best_params[name])
+            live = active.view(-1, *([1] * (p.dim() - 1)))
+            self.final_params[name] = torch.where(live, p.detach(), self.final_params[name])
+        for name, b in self.population.buffers.items():
+            mask = improved.view(-1, *([1] * (b.dim() - 1)))
+            self.best_buffers[name] = torch.where(mask, b, self.best_buffers[name])
+        self.status = torch.where(active & self.early.stopped, STOPPED, self.status).to(torch.int8)
+        if self.schedule is not None and not self.schedule_per_step:
+            if getattr(self.schedule, "needs_metrics", False):
+                self.schedule.step(val["loss"])
+            else:
+                self.schedule.step()
+        self.epoch = epoch + 1
+        self.history.append(
+            epoch=self.epoch,
+            train_loss=train_loss,
+            val=val,
+            lr=self._current_lr(),
+            status=self.status,
+            seconds=seconds,
+        )
+
+    def _current_lr(self) -> Tensor:
+        lr = self.optimizer.param_groups[0]["lr"]
+        return torch.as_tensor(lr, dtype=torch.float64).expand(self.k).clone()
+
+    def fit(self) -> History:
+        """Train until every member has finished, stopped or failed; then evaluate on test."""
+        cfg = self.config
+        while self.epoch < cfg.epochs and bool(self.active.any()):
+            start = time.perf_counter()
+            train_loss = self._train_epoch()
+            val = self.evaluate(self.dataset.X_val, self.dataset.y_val)
+            seconds = time.perf_counter() - start
+            self.elapsed += seconds
+            self._end_epoch(train_loss, val, seconds)
+            if self.progress is not None:
+                self.progress(self.epoch, cfg.epochs)
+            if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
+                self.save_checkpoint(cfg.checkpoint_path)  # type: ignore[arg-type]
+        self._finalize()
+        return self.history
+
+    def _finalize(self) -> None:
+        """Put each member's kept weights (best on val, or its last) in place; test once."""
+        if self.test_results is not None:
+            return
+        self.status = torch.where(self.active, FINISHED, self.status).to(torch.int8)
+        if self.history.records:
+            self.history.records[-1]["status"] = self.status.cpu().clone()
+        kept = self.best_params if self.config.restore_best else self.final_params
+        never = self.early.best_epoch < 0  # no finite val score: keep the last weights
+        with torch.no_grad():
+            for name, p in self.population.params.items():
+                mask = never.view(-1, *([1] * (p.dim() - 1)))
+                p.copy_(torch.where(mask, self.final_params[name], kept[name]))
+            if self.config.restore_best:
+                for name, b in self.population.buffers.items():
+                    mask = never.view(-1, *([1] * (b.dim() - 1)))
+                    b.copy_(torch.where(mask, b, self.best_buffers[name]))
+        self.test_results = self.evaluate(self.dataset.X_test, self.dataset.y_test)
+
+    # ------------------------------------------------------------------------------ results
+    def status_names(self) -> list[str]:
+        return [STATUS_NAMES[int(s)] for s in self.status.tolist()]
+
+    def best_member(self) -> int:
+        """The member with the best monitored validation value (failed members last)."""
+        best = self.early.best.clone()
+        worst = math.inf if self.early.mode == "min" else -math.inf
+        best = torch.where(torch.isfinite(best), best, torch.full_like(best, worst))
+        return int(best.argmin() if self.early.mode == "min" else best.argmax())
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per member: its configuration, status, best epoch and val/test metrics."""
+        rows = []
+        names = self.status_names()
+        last = self.history.last()
+        for k in range(self.k):
+            row: dict[str, Any] = {"member": k, **self.members[k], "status": names[k]}
+            if self.failure[k]:
+                row["failure"] = self.failure[k]
+            row["best_epoch"] = int(self.early.best_epoch[k]) + 1
+            row["epochs"] = int(last["epochs_run"][k]) if last else 0
+            for key, value in (self.test_results or {}).items():
+                row[f"test_{key}"] = float(value[k])
+            rows.append(row)
+        return rows
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "population": self.population.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "early": self.early.state_dict(),
+            "status": self.status.clone(),
+            "failure": list(self.failure),
+            "best_params": {n: t.clone() for n, t in self.best_params.items()},
+            "best_buffers": {n: t.clone() for n, t in self.best_buffers.items()},
+            "final_params": {n: t.clone() for n, t in self.final_params.items()},
+            "history": self.history.state_dict(),
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.population.load_state_dict(state["population"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.early.load_state_dict(state["early"])
+        self.status = state["status"].clone()
+        self.failure = list(state["failure"])
+        self.best_params = {n: t.clone() for n, t in state["best_params"].items()}
+        self.best_buffers = {n: t.clone() for n, t in state["best_buffers"].items()}
+        self.final_params = {n: t.clone() for n, t in state["final_params"].items()}
+        self.history.load_state_dict(state["history"])
+        self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write the whole trainer state atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"checkpoint: no file {str(path)!r}")
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))

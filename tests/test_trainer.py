@@ -1,0 +1,100 @@
+"""The population trainer against torch.optim alone, scikit-learn's optimum, and itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from optimkit.data import BatchSampler, load_dataset
+from optimkit.models import build_model
+from optimkit.train import PopulationTrainer, TrainConfig
+
+f64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def digits64():
+    return load_dataset("digits", seed=0, dtype=f64)
+
+
+def test_member_equals_torch_optim_alone(digits64):
+    """Member k ends with the parameters of the same model trained alone with torch.optim."""
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (16,)}, optimizer="adam",
+                      epochs=2, batch_size=64, seed=3)  # fmt: skip
+    members = [{"lr": 1e-3, "weight_decay": 0.0, "seed": 11},
+               {"lr": 1e-2, "weight_decay": 1e-3, "seed": 12},
+               {"lr": 3e-2, "weight_decay": 1e-2, "seed": 13}]  # fmt: skip
+    trainer = PopulationTrainer(digits64, cfg, members)
+    trainer.config.restore_best = False
+    trainer.fit()
+    sampler = BatchSampler(digits64.n_train, batch_size=64, seed=3)
+    for k, m in enumerate(members):
+        torch.manual_seed(m["seed"])
+        model = build_model("mlp", 64, 10, hidden=(16,)).to(f64)
+        opt = torch.optim.Adam(model.parameters(), lr=m["lr"], weight_decay=m["weight_decay"])
+        sampler.load_state_dict(BatchSampler(digits64.n_train, 64, seed=3).state_dict())
+        for _ in range(2):
+            for idx in sampler:
+                opt.zero_grad()
+                out = model(digits64.X_train[idx])
+                torch.nn.functional.cross_entropy(out, digits64.y_train[idx]).backward()
+                opt.step()
+        for name, p in model.named_parameters():
+            err = (trainer.population.params[name][k] - p).abs().max().item()
+            assert err <= 1e-10, (k, name, err)
+
+
+def test_diverging_member_changes_no_other_member(digits64):
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (16,)}, optimizer="sgd", epochs=3,
+                      batch_size=128)  # fmt: skip
+    good = [{"lr": 1e-2, "seed": 1}, {"lr": 1e-1, "seed": 2}]
+    bad = {"lr": 1e30, "seed": 3}  # overflows to inf/NaN within the first epoch
+    alone = PopulationTrainer(digits64, cfg, good)
+    alone.fit()
+    mixed = PopulationTrainer(digits64, cfg, [good[0], bad, good[1]])
+    mixed.fit()
+    assert mixed.status_names()[1] == "failed"
+    assert "non-finite" in mixed.failure[1]
+    for name, p in alone.population.params.items():
+        assert torch.equal(p[0], mixed.population.params[name][0])
+        assert torch.equal(p[1], mixed.population.params[name][2])
+
+
+def test_checkpoint_resume_equals_uninterrupted(digits64, tmp_path):
+    def config(**kw):
+        return TrainConfig(model="mlp", model_options={"hidden": (16,), "dropout": 0.2},
+                           optimizer="sgd", batch_size=100, schedule="cosine",
+                           schedule_options={"T_max": 4}, patience=10, **kw)  # fmt: skip
+
+    members = [{"lr": 1e-3, "momentum": 0.9}, {"lr": 1e-2, "momentum": 0.5}]
+    path = tmp_path / "ckpt.pt"
+    # the first run is cut short after its checkpoint at epoch 2
+    PopulationTrainer(digits64, config(epochs=2, checkpoint_every=2, checkpoint_path=str(path)),
+                      members).fit()  # fmt: skip
+    resumed = PopulationTrainer(digits64, config(epochs=4), members)
+    resumed.load_checkpoint(path)
+    resumed.fit()
+    full = PopulationTrainer(digits64, config(epochs=4), members)
+    full.fit()
+    for name, p in full.population.params.items():
+        assert torch.equal(p, resumed.population.params[name]), name
+    assert torch.equal(full.history.curve("val_loss"), resumed.history.curve("val_loss"))
+
+
+def test_logistic_regression_reaches_sklearn_optimum():
+    """Full-batch training of L2 logistic regression (no intercept) lands on sklearn's w*."""
+    ds = load_dataset("breast_cancer", seed=0, dtype=f64)
+    n = ds.n_train
+    c = 1.0
+    # sklearn: C * sum(loss) + ||w||^2 / 2  <=>  mean(loss) + wd/2 ||w||^2 with wd = 1/(C n)
+    cfg = TrainConfig(model="logistic", model_options={"bias": False}, optimizer="adam",
+                      epochs=3000, batch_size=0)  # fmt: skip
+    trainer = PopulationTrainer(ds, cfg, [{"lr": 0.05, "weight_decay": 1 / (c * n)}])
+    trainer.config.restore_best = False
+    trainer.fit()
+    x, y = ds.X_train.numpy(), ds.y_train.numpy()
+    ref = LogisticRegression(C=c, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(x, y)
+    w = next(iter(trainer.population.params.values()))[0].detach().numpy().ravel()
+    np.testing.assert_allclose(w, ref.coef_.ravel(), atol=2e-4)
