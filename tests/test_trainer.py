@@ -83,6 +83,7 @@ def test_checkpoint_resume_equals_uninterrupted(digits64, tmp_path):
     assert torch.equal(full.history.curve("val_loss"), resumed.history.curve("val_loss"))
 
 
+@pytest.mark.slow
 def test_logistic_regression_reaches_sklearn_optimum():
     """Full-batch training of L2 logistic regression (no intercept) lands on sklearn's w*."""
     ds = load_dataset("breast_cancer", seed=0, dtype=f64)
@@ -90,11 +91,11 @@ def test_logistic_regression_reaches_sklearn_optimum():
     c = 1.0
     # sklearn: C * sum(loss) + ||w||^2 / 2  <=>  mean(loss) + wd/2 ||w||^2 with wd = 1/(C n)
     cfg = TrainConfig(model="logistic", model_options={"bias": False}, optimizer="adam",
-                      epochs=3000, batch_size=0)  # fmt: skip
-    trainer = PopulationTrainer(ds, cfg, [{"lr": 0.05, "weight_decay": 1 / (c * n)}])
+                      epochs=400, batch_size=0)  # fmt: skip
+    trainer = PopulationTrainer(ds, cfg, [{"lr": 0.2, "weight_decay": 1 / (c * n)}])
     trainer.config.restore_best = False
     trainer.fit()
     x, y = ds.X_train.numpy(), ds.y_train.numpy()
     ref = LogisticRegression(C=c, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(x, y)
     w = next(iter(trainer.population.params.values()))[0].detach().numpy().ravel()
-    np.testing.assert_allclose(w, ref.coef_.ravel(), atol=2e-4)
+    np.testing.assert_allclose(w, ref.coef_.ravel(), atol=1e-5)
