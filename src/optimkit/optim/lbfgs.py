@@ -50,18 +50,30 @@ def cubic_minimizer(
     N&W eq. (3.59), anchored at the larger of the two points b (a the other one):
     d1 = g_a + g_b - 3 (f_a - f_b)/(a - b),  d2 = sqrt(d1^2 - g_a g_b),
     t = b - (b - a) (g_b + d2 - d1) / (g_b - g_a + 2 d2).
-    Without a real minimizer (d1^2 < g_a g_b) the midpoint of [lo, hi] is returned.
+    Divisions follow IEEE rules (x/0 = +-inf), so a cubic degenerating to a line sends t to a
+    bound. Without a real minimizer (d1^2 < g_a g_b, or NaN) the midpoint of [lo, hi] is returned.
     """
-    d1 = g1 + g2 - 3 * (f1 - f2) / (t1 - t2)
+    d1 = g1 + g2 - 3 * _div(f1 - f2, t1 - t2)
     disc = d1 * d1 - g1 * g2
     if not disc >= 0:
         return (lo + hi) / 2.0
     d2 = math.sqrt(disc)
     if t1 <= t2:
-        t = t2 - (t2 - t1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        t = t2 - (t2 - t1) * _div(g2 + d2 - d1, g2 - g1 + 2 * d2)
     else:
-        t = t1 - (t1 - t2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        t = t1 - (t1 - t2) * _div(g1 + d2 - d1, g1 - g2 + 2 * d2)
+    if math.isnan(t):
+        return (lo + hi) / 2.0
     return min(max(t, lo), hi)
+
+
+def _div(a: float, b: float) -> float:
+    """a / b with IEEE semantics for b = 0 (+-inf, or NaN for 0/0) instead of an exception."""
+    if b != 0:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 @dataclass
