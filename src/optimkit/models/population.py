@@ -22,8 +22,8 @@ Implementations
 ``impl="grouped"`` (built-in models; see :mod:`optimkit.models.grouped`) runs stacked weights
 through batched kernels; ``impl="generic"`` (any nn.Module, a user's own included; see
 :mod:`optimkit.models.generic`) uses torch.func (stack_module_state + functional_call + vmap).
-The grouped path runs members in chunks (``chunk`` members per call; by default sized so one chunk's
-largest activation holds about ``CHUNK_ELEMENTS``), which keeps big image batches in cache.
+The grouped path runs members in chunks (``chunk`` members per call; by default sized so one
+chunk's largest activation holds about ``CHUNK_ELEMENTS``), which keeps big batches in cache.
 ``impl="auto"`` picks, per built-in, the one benchmarks/bench_models.py measured faster on CPU
 (grouped for linear/logistic/softmax/mlp, cnn and mf), and generic for user modules. Both give
 the same outputs and gradients on the same weights; their dropout masks come from different
