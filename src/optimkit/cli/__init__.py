@@ -28,7 +28,9 @@ def version() -> None:
 def _register() -> None:
     from optimkit.cli.datasets import datasets
     from optimkit.cli.solve import solve
+    from optimkit.cli.train import train
 
+    app.command("train")(train)
     app.command("datasets")(datasets)
     app.command("solve")(solve)
 

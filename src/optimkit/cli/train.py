@@ -1,0 +1,216 @@
+"""`optimkit train`: train one configuration, or the product of several as one population."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from optimkit.cli.options import TrainOptions, UsageError, as_usage_error, load_options
+
+Opt = typer.Option
+
+
+def train(
+    config: Annotated[
+        Path | None, Opt("--config", "-c", help="YAML file; every flag is a key.")
+    ] = None,
+    data: Annotated[str | None, Opt(help="Built-in dataset name or a .csv/.parquet file.")] = None,
+    target: Annotated[str | None, Opt(help="Target column of a CSV/Parquet file.")] = None,
+    task: Annotated[
+        str | None, Opt(help="classification | regression (default: inferred).")
+    ] = None,
+    impute: Annotated[
+        str | None, Opt(help="mean | median | most_frequent for missing values.")
+    ] = None,
+    pca: Annotated[
+        float | None, Opt(help="PCA to N components, or a variance fraction < 1.")
+    ] = None,
+    select_k: Annotated[int | None, Opt(help="Keep the k best features (univariate test).")] = None,
+    model: Annotated[
+        str | None, Opt(help="linear | logistic | softmax | mlp | cnn | mf | pkg.mod:factory")
+    ] = None,
+    hidden: Annotated[str | None, Opt(help="MLP widths, e.g. 128,64.")] = None,
+    activation: Annotated[str | None, Opt(help="relu | tanh | gelu | ...")] = None,
+    init: Annotated[str | None, Opt(help="xavier | he | orthogonal | torch")] = None,
+    batch_norm: Annotated[bool | None, Opt("--batch-norm/--no-batch-norm")] = None,
+    dropout: Annotated[float | None, Opt(help="Dropout rate.")] = None,
+    residual: Annotated[bool | None, Opt("--residual/--no-residual")] = None,
+    optimizer: Annotated[
+        str | None, Opt(help="sgd | adagrad | rmsprop | adam | adamw | adamax | nadam | lion")
+    ] = None,
+    lr: Annotated[str | None, Opt(help="Learning rate(s), comma-separated.")] = None,
+    weight_decay: Annotated[str | None, Opt(help="Weight decay value(s).")] = None,
+    momentum: Annotated[str | None, Opt(help="Momentum value(s).")] = None,
+    beta1: Annotated[str | None, Opt(help="Adam beta1 value(s).")] = None,
+    beta2: Annotated[str | None, Opt(help="Adam beta2 value(s).")] = None,
+    eps: Annotated[str | None, Opt(help="eps value(s).")] = None,
+    nesterov: Annotated[bool | None, Opt("--nesterov/--no-nesterov")] = None,
+    clip_grad_norm: Annotated[str | None, Opt(help="Per-member gradient norm clip(s).")] = None,
+    l1: Annotated[str | None, Opt(help="L1 strength(s) (proximal step).")] = None,
+    seed: Annotated[
+        str | None, Opt(help="Seed(s): initialization; the first also splits data.")
+    ] = None,
+    loss: Annotated[str | None, Opt(help="Loss name (default: by task).")] = None,
+    epochs: Annotated[int | None, Opt(help="Epochs (default 20).")] = None,
+    batch_size: Annotated[
+        int | None, Opt(help="Mini-batch size; 0 = full batch, 1 = stochastic.")
+    ] = None,
+    per_member_batches: Annotated[bool | None, Opt("--per-member-batches/--shared-batches")] = None,
+    schedule: Annotated[
+        str | None, Opt(help="cosine | step | exponential | onecycle | plateau | ...")
+    ] = None,
+    patience: Annotated[int | None, Opt(help="Early-stopping patience in epochs.")] = None,
+    monitor: Annotated[str | None, Opt(help="val_loss or val_<metric> for early stopping.")] = None,
+    checkpoint_every: Annotated[
+        int | None, Opt(help="Checkpoint every N epochs (in --out).")
+    ] = None,
+    device: Annotated[str | None, Opt(help="cpu | cuda")] = None,
+    threads: Annotated[
+        int | None, Opt(help="CPU threads (default 1: small vectorized steps run fastest on one).")
+    ] = None,
+    dtype: Annotated[str | None, Opt(help="float32 | float64")] = None,
+    out: Annotated[Path | None, Opt(help="Output folder for model, config and history.")] = None,
+    overwrite: Annotated[
+        bool | None, Opt("--overwrite/--no-overwrite", help="Replace --out.")
+    ] = None,
+    json: Annotated[bool, Opt("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Train a model; several values of a hyperparameter train as one population (their product)."""
+    flags = {k: v for k, v in locals().items() if k not in ("config", "json")}
+    try:
+        options = load_options(config, flags, TrainOptions)
+        result = run_train(options, show_progress=not json)
+    except Exception as e:  # usage errors exit 2 without a traceback; others propagate
+        err = as_usage_error(e)
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if json:
+        typer.echo(jsonlib.dumps(result, indent=2, default=str))
+    else:
+        print_summary(result)
+
+
+def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, Any]:
+    import torch
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from optimkit.data import load_dataset
+    from optimkit.train import PopulationTrainer, TrainConfig
+    from optimkit.train.export import export_member
+
+    out = options.out
+    if out is not None and out.exists() and any(out.iterdir()) and not options.overwrite:
+        raise UsageError(f"out: {str(out)!r} exists and is not empty; pass --overwrite")
+    dtype = getattr(torch, options.dtype)
+    torch.set_num_threads(options.threads)
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device: 'cuda' requested but no CUDA device is available")
+    seeds = options.seed
+    dataset = load_dataset(
+        options.data, target=options.target, task=options.task, impute=options.impute,
+        val_fraction=options.val_fraction, test_fraction=options.test_fraction, seed=seeds[0],
+        pca=options.pca, select_k=options.select_k, device=options.device, dtype=dtype,
+    )  # fmt: skip
+    members = options.members()
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".optimkit-", dir=out.parent)) if out else None
+    config = TrainConfig(
+        model=options.model, model_options=options.model_options(), optimizer=options.optimizer,
+        loss=options.loss, epochs=options.epochs, batch_size=options.batch_size,
+        shared_batches=not options.per_member_batches, schedule=options.schedule,
+        patience=options.patience, min_delta=options.min_delta, monitor=options.monitor,
+        checkpoint_every=options.checkpoint_every,
+        checkpoint_path=str(staging / "checkpoint.pt") if staging and options.checkpoint_every
+        else None, seed=seeds[0],
+    )  # fmt: skip
+    try:
+        trainer = PopulationTrainer(dataset, config, members)
+        progress = Progress(
+            TextColumn("[bold]training[/bold] {task.description}"), BarColumn(),
+            TextColumn("epoch {task.completed}/{task.total}"), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=Console(stderr=True), disable=not show_progress,
+        )  # fmt: skip
+        with progress:
+            bar = progress.add_task(f"{len(members)} member(s)", total=options.epochs)
+            trainer.progress = lambda done, total: progress.update(bar, completed=done)
+            trainer.fit()
+        best = trainer.best_member()
+        result = {
+            "data": dataset.describe(),
+            "model": options.model,
+            "optimizer": options.optimizer,
+            "members": trainer.summary(),
+            "best_member": best,
+            "monitor": options.monitor,
+            "seconds": trainer.elapsed,
+            "out": str(out) if out else None,
+        }
+        if staging is not None and out is not None:
+            export_member(trainer, best, staging / "model")
+            trainer.history.to_csv(staging / "history.csv")
+            trainer.history.to_json(staging / "history.json")
+            (staging / "config.json").write_text(
+                jsonlib.dumps(options.model_dump(mode="json"), indent=2)
+            )
+            (staging / "results.json").write_text(jsonlib.dumps(result, indent=2, default=str))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(staging, out)
+            staging = None
+        return result
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging)
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = result["members"]
+    metric_cols = [c for c in rows[0] if c.startswith("test_")]
+    hp_cols = [c for c in rows[0] if c not in metric_cols and c not in
+               ("member", "status", "failure", "best_epoch", "epochs")]  # fmt: skip
+    table = Table(title=f"{result['model']} on {result['data']['name']} with {result['optimizer']}"
+                        f" — test metrics at each member's best validation epoch")  # fmt: skip
+    for col in ("member", *hp_cols, "status", "best_epoch", *metric_cols):
+        table.add_column(col.removeprefix("test_"), justify="right")
+    for row in rows:
+        style = "bold green" if row["member"] == result["best_member"] else None
+        cells = [_fmt(row.get(c)) for c in ("member", *hp_cols, "status", "best_epoch",
+                                            *metric_cols)]  # fmt: skip
+        table.add_row(*cells, style=style)
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    line = f"{len(rows)} member(s) trained in {result['seconds']:.1f} s"
+    if result["out"]:
+        line += f"; model, config and history written to {result['out']}"
+    console.print(line)
+    if any(r.get("failure") for r in rows):
+        for r in rows:
+            if r.get("failure"):
+                console.print(f"member {r['member']} failed: {r['failure']}", style="red")
+    sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple | list):
+        return ",".join(_fmt(v) for v in value)
+    return str(value)

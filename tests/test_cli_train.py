@@ -1,0 +1,88 @@
+"""`optimkit train` end to end: outputs, population product, config files, bad input, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+from typer.testing import CliRunner
+
+from optimkit.cli import app
+from optimkit.train.export import load_model
+
+runner = CliRunner()
+
+
+def test_train_writes_model_config_history_and_population(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", "digits", "--optimizer", "adamw",
+                                 "--lr", "1e-3,1e-2", "--weight-decay", "0,1e-4", "--epochs", "3",
+                                 "--batch-size", "64", "--schedule", "cosine", "--out", str(out),
+                                 "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    members = payload["members"]
+    assert [(m["lr"], m["weight_decay"]) for m in members] == [
+        (1e-3, 0.0), (1e-3, 1e-4), (1e-2, 0.0), (1e-2, 1e-4)]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "history.csv", "history.json", "model", "results.json"]  # fmt: skip
+    history = pd.read_csv(out / "history.csv")
+    assert sorted(history["member"].unique()) == [0, 1, 2, 3]
+    assert history.groupby("member")["epoch"].max().tolist() == [3, 3, 3, 3]
+    # the exported best member predicts like the trainer evaluated it on the test split
+    exported = load_model(out / "model")
+    assert exported.info["member"] == payload["best_member"]
+    x, y = load_digits(return_X_y=True)
+    pred = exported.predict(x)
+    assert pred.shape == (1797,) and (pred.astype(int) == y).mean() > 0.9  # labels "0".."9"
+    proba = exported.predict_proba(x[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_config_file_and_flags(tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("data: iris\nmodel: softmax\noptimizer: sgd\nlr: [0.1, 0.3]\nmomentum: 0.9\n"
+                   "epochs: 2\nbatch-size: 16\n")  # fmt: skip
+    result = runner.invoke(app, ["train", "-c", str(cfg), "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [m["lr"] for m in payload["members"]] == [0.1, 0.3]
+    assert all(m["momentum"] == 0.9 and m["epochs"] == 1 for m in payload["members"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--optimizer", "adamm"], "optimizer: unknown name 'adamm'; valid: sgd"),
+        (["--lr", "-1"], "lr: expected lr >= 0"),
+        (["--lr", "fast"], "lr.0: Input should be a valid number"),
+        (["--data", "nope"], "nope"),
+        (["--model", "transformer"], "transformer"),
+        (["--epochs", "0"], "epochs: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(args, message):
+    result = runner.invoke(app, ["train", "--epochs", "1", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_config_key_is_named(tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("epochs: 1\nlearning_rate: 0.1\n")
+    result = runner.invoke(app, ["train", "-c", str(cfg)])
+    assert result.exit_code == 2
+    assert "learning_rate: Extra inputs are not permitted" in result.output
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = runner.invoke(app, ["train", "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (out / "keep.txt").read_text() == "precious"
