@@ -1,12 +1,22 @@
-"""Adam, AdamW (Kingma & Ba, 2015; Loshchilov & Hutter, 2019), with torch.optim's conventions."""
+"""Adam, AdamW (Kingma & Ba, 2015; Loshchilov & Hutter, 2019), with torch.optim's conventions.
+
+`scale_by_adam` is the reference transform. The optimizer classes run a faster path that
+computes the same update (see `Adam`): torch's fused single-pass kernel for one model with
+number hyperparameters on CPU, else `adam_update_`, a direct Adam step on the stacked tensors
+whose per-step coefficients come precomputed on [P, K] vectors (`adam_coefficients`), run
+eagerly or, with ``compile=True``, as one fused loop per group through torch.compile.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from optimkit.optim.base import PopulationOptimizer
-from optimkit.optim.hyper import bc, nonneg
+from optimkit.optim.base import PopulationOptimizer, _as_tensor, prox_l1_group_
+from optimkit.optim.hyper import Hyper, bc, is_zero, nonneg
 from optimkit.optim.transforms import (
     HP,
     State,
@@ -46,6 +56,80 @@ def scale_by_adam(amsgrad: bool) -> Transform:
     return Transform(zeros(*names), update)
 
 
+def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Hyper]:
+    r"""Adam's per-step scalars in float64 for step counts ``steps`` ([P, K], one row per
+    parameter, already incremented), as torch.optim computes them in Python doubles:
+
+    .. math::
+        w_1 = 1-\beta_1,\ \beta_2,\ w_2 = 1-\beta_2,\ \epsilon,\ \sqrt{1-\beta_2^t},
+        \ -\frac{lr}{1-\beta_1^t},\ \text{and } wd \text{ or } 1 - lr\,wd \text{ (decoupled)}.
+
+    Each is a float or a tensor broadcasting against [P, K] (float64 [K] hyperparameters)."""
+    beta1, beta2 = hp["betas"]  # type: ignore[misc]
+    lr, wd = hp["lr"], hp["weight_decay"]
+    return {
+        "w1": 1 - beta1,
+        "beta2": beta2,
+        "w2": 1 - beta2,
+        "eps": hp["eps"],
+        "bias2_sqrt": (1 - beta2**steps).sqrt(),
+        "neg_step_size": -lr / (1 - beta1**steps),
+        "weight_decay": wd,
+        "decay": 1 - lr * wd if decoupled and not is_zero(wd) else 1.0,
+    }
+
+
+def _row(x: Hyper, i: int, like: Tensor) -> Any:
+    """Parameter i's coefficient broadcast against it: row i of a [P, K] tensor, else x."""
+    if isinstance(x, Tensor) and x.dim() == 2:
+        x = x[i]
+    return bc(x, like)
+
+
+def adam_update_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor],
+    exp_avg_sqs: Sequence[Tensor],
+    max_exp_avg_sqs: Sequence[Tensor],
+    coef: dict[str, Any],
+    *,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled: bool,
+    scratch: Sequence[Tensor] | None = None,
+) -> None:
+    """One Adam step in place on stacked tensors with precomputed `adam_coefficients`, in
+    torch.optim.Adam's order of operations (``_single_tensor_adam``). Step counts are not
+    touched. ``scratch`` (eager only) holds one work buffer per parameter for the
+    denominator; under torch.compile leave it None so the whole step is one loop."""
+    for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
+        if maximize:
+            g = -g
+        wd = coef["weight_decay"]
+        if decoupled:
+            if not is_zero(wd):
+                p.mul_(_row(coef["decay"], i, p))
+        elif isinstance(wd, Tensor):
+            g = g.addcmul(p, bc(wd, p))  # type: ignore[arg-type]
+        elif wd != 0:
+            g = g.add(p, alpha=wd)
+        m.lerp_(g, _row(coef["w1"], i, m))
+        v.mul_(_row(coef["beta2"], i, v))
+        w2 = coef["w2"]
+        if isinstance(w2, Tensor):
+            v.addcmul_(g, g * bc(w2, v))
+        else:
+            v.addcmul_(g, g, value=w2)
+        if amsgrad:
+            v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
+        denom = v.sqrt() if scratch is None else torch.sqrt(v, out=scratch[i])
+        denom.div_(_row(coef["bias2_sqrt"], i, v)).add_(_row(coef["eps"], i, v))
+        p.addcmul_(torch.div(m, denom, out=denom), _row(coef["neg_step_size"], i, p))
+
+
+_FUSED_DTYPES = (torch.float32, torch.float64)
+
 ADAM_CHECKS = {
     "lr": (nonneg, "lr >= 0"),
     "eps": (nonneg, "eps >= 0"),
@@ -73,18 +157,84 @@ class Adam(PopulationOptimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        fused: bool | None = None,
         **extras,
     ) -> None:
+        if fused is not None and not isinstance(fused, bool):
+            raise ValueError(f"fused: expected None, True or False, got {fused!r}")
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, fused=fused,
         )  # fmt: skip
         super().__init__(params, defaults, **extras)
+        self._scratch: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     def make_transform(self, group: dict) -> Transform:
         head = [negate()] if group["maximize"] else []
         decay = decay_weights() if group["decoupled_weight_decay"] else add_decayed_weights()
         return chain(*head, decay, scale_by_adam(group["amsgrad"]))
+
+    def update_group(self, index, group, hp, transform, params, grads, states, lifted) -> None:
+        """The fast paths (``fused`` not False): see the class docstring."""
+        if group.get("fused", None) is False:
+            super().update_group(index, group, hp, transform, params, grads, states, lifted)
+            return
+        amsgrad, decoupled = bool(group["amsgrad"]), bool(group["decoupled_weight_decay"])
+        maximize = bool(group["maximize"])
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1.0)
+        names = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ()))
+        m, v, *vmax = [[s[n] for s in states] for n in names]
+        beta1, beta2 = hp["betas"]
+        if self._torch_fused_applies(hp, params, grads, [*m, *v, *(vmax[0] if vmax else [])]):
+            fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
+            fused_step(
+                params, grads, m, v, vmax[0] if vmax else [], steps, lr=hp["lr"], beta1=beta1,
+                beta2=beta2, weight_decay=hp["weight_decay"], eps=hp["eps"], amsgrad=amsgrad,
+                maximize=maximize,
+            )  # fmt: skip
+            prox_l1_group_(params, hp)
+            return
+        if not lifted:
+            params, grads, states = self.lift(params, grads, states)
+            m, v, *vmax = [[s[n] for s in states] for n in names]
+        coef = adam_coefficients(torch.stack(steps), hp, decoupled)
+        update: Any = adam_update_
+        scratch: list[Tensor] | None = None
+        if self.compile:
+            key = ("adam", index)
+            if key not in self._compiled:
+                self._compiled[key] = torch.compile(adam_update_, fullgraph=True, dynamic=False)
+            update = self._compiled[key]
+            coef = {n: _as_tensor(c, params[0].device) for n, c in coef.items()}
+        else:
+            scratch = [self._scratch_like(p) for p in params]
+        update(
+            params, grads, m, v, vmax[0] if vmax else [], coef, amsgrad=amsgrad,
+            maximize=maximize, decoupled=decoupled, scratch=scratch,
+        )  # fmt: skip
+        prox_l1_group_(params, hp)
+
+    def _torch_fused_applies(self, hp, params, grads, buffers) -> bool:
+        """torch's fused CPU kernel takes number hyperparameters and one step count per
+        tensor, and walks memory linearly: one member, numbers, float32/64, contiguous."""
+        numbers = (hp["lr"], hp["eps"], hp["weight_decay"], *hp["betas"])
+        if (self.members or 1) != 1 or any(isinstance(v, Tensor) for v in numbers):
+            return False
+        # A gradient has its parameter's dtype and device (autograd checks), and loaded state
+        # is cast to them (torch.optim.Optimizer.load_state_dict).
+        return all(p.device.type == "cpu" and p.dtype in _FUSED_DTYPES for p in params) and all(
+            t.is_contiguous() for t in (*params, *grads, *buffers)
+        )
+
+    def _scratch_like(self, p: Tensor) -> Tensor:
+        """A reusable work buffer shaped like p (one per dtype and device, grown as needed):
+        large fresh temporaries would be mapped and page-faulted anew at every step."""
+        key = (p.dtype, p.device)
+        buf = self._scratch.get(key)
+        if buf is None or buf.numel() < p.numel():
+            buf = self._scratch[key] = torch.empty(p.numel(), dtype=p.dtype, device=p.device)
+        return buf[: p.numel()].view(p.shape)
 
 
 class AdamW(Adam):

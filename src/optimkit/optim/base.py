@@ -73,7 +73,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
         self.normalize_grad = bool(normalize_grad)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.compile = bool(compile)
-        self._compiled: dict[int, Callable[..., None]] = {}
+        self._compiled: dict[Any, Callable[..., None]] = {}
         super().__init__(params, {**defaults, "l1": l1})
         self._check_members()
 
@@ -140,8 +140,16 @@ class PopulationOptimizer(torch.optim.Optimizer):
         """The hp mapping the transforms read for one group."""
         return {k: group[k] for k in (*self.hyper_checks, "betas", "l1") if k in group}
 
-    def _lift(self, t: Tensor) -> Tensor:
-        return t if self.members is not None else t.unsqueeze(0)
+    def lift(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Tensor]]):
+        """The member view [K, ...] of a group's tensors: a plain model's (``members`` unset)
+        get a leading axis of size 1; the step counter is [K] already."""
+        if self.members is not None:
+            return params, grads, states
+        return (
+            [p.unsqueeze(0) for p in params],
+            [g.unsqueeze(0) for g in grads],
+            [{n: v if n == "step" else v.unsqueeze(0) for n, v in s.items()} for s in states],
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -151,7 +159,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         k = self.members or 1
-        work = []  # (group, hp, transform, params, grads, states), all lifted to [K, ...]
+        work = []  # (group, hp, transform, params, grads, states), as stored
         for group in self.param_groups:
             hp = self.hyperparameters(group)
             transform = self.make_transform(group)
@@ -163,14 +171,21 @@ class PopulationOptimizer(torch.optim.Optimizer):
                     raise ValueError("params: sparse gradients are not supported")
                 if not self.state[p]:
                     self.state[p] = init_state(transform, p, hp, k)
-                params.append(self._lift(p))
-                grads.append(self._lift(p.grad))
-                states.append({n: v if n == "step" else self._lift(v)
-                               for n, v in self.state[p].items()})  # fmt: skip
+                params.append(p)
+                grads.append(p.grad)
+                states.append(self.state[p])
             if params:
                 work.append((group, hp, transform, params, grads, states))
         if not work:
             return loss
+        # Lifting a plain model's tensors to [1, ...] costs a few us per tensor: done here only
+        # when an option reduces per member, else by the update path that needs it.
+        lifted = self.members is not None
+        if not lifted and (self.skip_nonfinite or self.normalize_grad
+                           or self.clip_grad_norm is not None
+                           or self.clip_grad_value is not None):  # fmt: skip
+            work = [(g, hp, t, *self.lift(*w)) for g, hp, t, *w in work]
+            lifted = True
 
         all_grads = [g for w in work for g in w[4]]
         ok = clipping.finite_members(all_grads) if self.skip_nonfinite else None
@@ -190,16 +205,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
         for index, (group, hp, transform, params, _, states) in enumerate(work):
             grads = all_grads[offset : offset + len(params)]
             offset += len(params)
-            if self.compile:
-                update = self._compiled.get(index)
-                if update is None:
-                    update = self._compiled[index] = torch.compile(
-                        _update_group, fullgraph=True, dynamic=False
-                    )
-                hp = {n: _as_tensor(v, params[0].device) for n, v in hp.items()}
-                update(transform, params, grads, states, hp)
-            else:
-                _update_group(transform, params, grads, states, hp)
+            self.update_group(index, group, hp, transform, params, grads, states, lifted)
 
         if ok is not None:
             live = [t for w in work for t in (*w[3], *(v for s in w[5] for v in s.values()))]
@@ -207,9 +213,42 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 t.copy_(torch.where(member_view(ok, t), t, old))
         return loss
 
+    def update_group(
+        self,
+        index: int,
+        group: dict[str, Any],
+        hp: dict[str, Any],
+        transform: Transform,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[dict[str, Tensor]],
+        lifted: bool,
+    ) -> None:
+        """Update one group's parameters and states in place, through the transform chain
+        (compiled when ``compile=True``); `lifted` says whether the tensors are in their member
+        view yet (see `lift`). A subclass may override this with a faster path that gives the
+        same result, falling back to ``super().update_group``."""
+        if not lifted:
+            params, grads, states = self.lift(params, grads, states)
+        if self.compile:
+            update = self._compiled.get(index)
+            if update is None:
+                update = self._compiled[index] = torch.compile(
+                    _update_group, fullgraph=True, dynamic=False
+                )
+            hp = {n: _as_tensor(v, params[0].device) for n, v in hp.items()}
+            update(transform, params, grads, states, hp)
+        else:
+            _update_group(transform, params, grads, states, hp)
+
 
 def _update_group(transform: Transform, params, grads, states, hp) -> None:
     apply_updates(transform, params, grads, states, hp)
+    prox_l1_group_(params, hp)
+
+
+def prox_l1_group_(params: list[Tensor], hp: dict[str, Any]) -> None:
+    """The ``l1`` option: p <- prox of lr * l1 * ||p||_1 after the update (nothing when 0)."""
     if not is_zero(hp["l1"]):
         for p in params:
             clipping.prox_l1_(p, hp["lr"] * hp["l1"])
