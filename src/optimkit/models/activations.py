@@ -4,6 +4,7 @@ used by the grouped population path (both compute the same ops, so results agree
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,7 +26,8 @@ ACTIVATIONS: dict[str, tuple[Callable[[], nn.Module], Callable[[Tensor], Tensor]
 
 #: the torch.nn.init.calculate_gain name used for each activation's init gain; gelu, silu and
 #: elu have no closed-form gain in torch and use relu's (sqrt 2), a common approximation.
-GAIN_NAME: dict[str, str] = {
+Nonlinearity = Literal["linear", "sigmoid", "tanh", "relu", "leaky_relu"]
+GAIN_NAME: dict[str, Nonlinearity] = {
     "relu": "relu",
     "leaky_relu": "leaky_relu",
     "elu": "relu",

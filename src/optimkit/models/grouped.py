@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from optimkit.models.activations import activation_function
 from optimkit.models.cnn import SmallCNN
@@ -47,7 +49,7 @@ def dense(h: Tensor, weight: Tensor, bias: Tensor | None, shared: bool) -> Tenso
 
 
 def batch_norm(
-    z: Tensor, params: Tensors, buffers: Tensors, prefix: str, norm: nn.Module, train: bool
+    z: Tensor, params: Tensors, buffers: Tensors, prefix: str, norm: _BatchNorm, train: bool
 ) -> Tensor:
     """Per-member batch norm of ``z`` whose dim 1 is ``K*C`` channels (``[1, K*C, B]`` or
     ``[B, K*C, H, W]``); the stacked running statistics are updated in place in train mode."""
@@ -60,7 +62,7 @@ def batch_norm(
         params[prefix + "weight"].reshape(-1),
         params[prefix + "bias"].reshape(-1),
         training=train,
-        momentum=norm.momentum,
+        momentum=cast(float, norm.momentum),  # built-ins keep torch's 0.1
         eps=norm.eps,
     )
 

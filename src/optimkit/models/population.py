@@ -136,9 +136,9 @@ class Population:
         if self.per_member_dropout:
             rate_list = self._check_rates(rates, k)
             options["dropout"] = _SITE_RATE
-        self.spec = ModelSpec(model, n_features, n_outputs, options)
+        self._spec = ModelSpec(model, n_features, n_outputs, options)
         if self.per_member_dropout and "dropout" not in self._option_names():
-            raise ValueError(f"dropout: model {self.spec.label!r} has no dropout option")
+            raise ValueError(f"dropout: model {self._spec.label!r} has no dropout option")
         self.device = torch.device(device if device is not None else "cpu")
         self.dtype = dtype if dtype is not None else torch.get_default_dtype()
         if not self.dtype.is_floating_point:
@@ -151,7 +151,7 @@ class Population:
         ]
         self.params, self.buffers = torch.func.stack_module_state(members)
         if self.per_member_dropout:
-            template = self.spec.build(seed=0).to(dtype=self.dtype)
+            template = self._spec.build(seed=0).to(dtype=self.dtype)
         else:
             template = copy.deepcopy(members[0])
         self._template = template.to("meta")
@@ -163,7 +163,7 @@ class Population:
         if impl == "grouped" and grouped is None:
             raise ValueError(
                 f"impl: 'grouped' exists only for the built-in models (linear, logistic, "
-                f"softmax, mlp, cnn, mf); use 'generic' or 'auto' for {self.spec.label!r}"
+                f"softmax, mlp, cnn, mf); use 'generic' or 'auto' for {self._spec.label!r}"
             )
         if impl == "generic" and self.per_member_dropout:
             raise ValueError("dropout: per-member rates need impl='grouped'")
@@ -198,17 +198,34 @@ class Population:
     def _option_names(self) -> list[str]:
         from optimkit.models.spec import model_options
 
-        return model_options(self.spec.model) if self.spec.builtin else []  # type: ignore[arg-type]
+        spec = self._spec
+        return model_options(spec.model) if spec.builtin else []  # type: ignore[arg-type]
 
     def _member_spec(self, rate: float) -> ModelSpec:
-        return self.spec.with_options(dropout=rate) if self.per_member_dropout else self.spec
+        return self._spec.with_options(dropout=rate) if self.per_member_dropout else self._spec
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What the members are: model, sizes and options (with per-member dropout rates, the
+        ``dropout`` option is the current list of rates; build one member with
+        :meth:`member_spec`)."""
+        if self.per_member_dropout and self.dropout is not None:
+            return self._spec.with_options(dropout=self.dropout.tolist())
+        return self._spec
+
+    def member_spec(self, k: int) -> ModelSpec:
+        """The spec that builds member k alone (``member_spec(k).build(seeds[k])`` gives its
+        initial weights); differs between members only in a per-member dropout rate."""
+        k = self._index(k)
+        rate = float(self.dropout[k]) if self.dropout is not None else 0.0
+        return self._member_spec(rate)
 
     def _build(self, seed: int, rate: float) -> nn.Module:
         return self._member_spec(rate).build(seed).to(device=self.device, dtype=self.dtype)
 
     def _index(self, k: Any, name: str = "k") -> int:
         size = len(self.seeds)
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not -size <= k < size:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not -size <= int(k) < size:
             raise ValueError(f"{name}: expected a member index in [0, {size}), got {k!r}")
         return int(k) % size
 
@@ -227,7 +244,7 @@ class Population:
 
     def __repr__(self) -> str:
         return (
-            f"Population({self.spec.label!r}, K={self.size}, impl={self.impl!r}, "
+            f"Population({self._spec.label!r}, K={self.size}, impl={self.impl!r}, "
             f"dtype={self.dtype}, device={self.device})"
         )
 
