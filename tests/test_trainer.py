@@ -22,7 +22,8 @@ def digits64():
 def test_member_equals_torch_optim_alone(digits64):
     """Member k ends with the parameters of the same model trained alone with torch.optim."""
     cfg = TrainConfig(model="mlp", model_options={"hidden": (16,)}, optimizer="adam",
-                      epochs=2, batch_size=64, seed=3)  # fmt: skip
+                      epochs=2, batch_size=64, seed=3, schedule="cosine",
+                      schedule_options={"T_max": 3})  # fmt: skip
     members = [{"lr": 1e-3, "weight_decay": 0.0, "seed": 11},
                {"lr": 1e-2, "weight_decay": 1e-3, "seed": 12},
                {"lr": 3e-2, "weight_decay": 1e-2, "seed": 13}]  # fmt: skip
@@ -34,6 +35,7 @@ def test_member_equals_torch_optim_alone(digits64):
         torch.manual_seed(m["seed"])
         model = build_model("mlp", 64, 10, hidden=(16,)).to(f64)
         opt = torch.optim.Adam(model.parameters(), lr=m["lr"], weight_decay=m["weight_decay"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=3)
         sampler.load_state_dict(BatchSampler(digits64.n_train, 64, seed=3).state_dict())
         for _ in range(2):
             for idx in sampler:
@@ -41,6 +43,7 @@ def test_member_equals_torch_optim_alone(digits64):
                 out = model(digits64.X_train[idx])
                 torch.nn.functional.cross_entropy(out, digits64.y_train[idx]).backward()
                 opt.step()
+            schedule.step()
         for name, p in model.named_parameters():
             err = (trainer.population.params[name][k] - p).abs().max().item()
             assert err <= 1e-10, (k, name, err)
@@ -70,9 +73,12 @@ def test_checkpoint_resume_equals_uninterrupted(digits64, tmp_path):
 
     members = [{"lr": 1e-3, "momentum": 0.9}, {"lr": 1e-2, "momentum": 0.5}]
     path = tmp_path / "ckpt.pt"
-    # the first run is cut short after its checkpoint at epoch 2
-    PopulationTrainer(digits64, config(epochs=2, checkpoint_every=2, checkpoint_path=str(path)),
-                      members).fit()  # fmt: skip
+    # the first run stops (as if killed) right after its checkpoint at epoch 2
+    first = PopulationTrainer(
+        digits64, config(epochs=4, checkpoint_every=2, checkpoint_path=str(path)), members
+    )
+    first.run_epoch()
+    first.run_epoch()
     resumed = PopulationTrainer(digits64, config(epochs=4), members)
     resumed.load_checkpoint(path)
     resumed.fit()

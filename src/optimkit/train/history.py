@@ -22,28 +22,19 @@ class History:
         self.members = members
         self.records: list[dict[str, Tensor | float | int]] = []
 
-    def append(self, *, epoch: int, train_loss: Tensor, val: dict[str, Tensor], lr: Tensor,
-               status: Tensor, seconds: float) -> None:  # fmt: skip
-        previous = self.records[-1]["epochs_run"] if self.records else torch.zeros(
-            self.members, dtype=torch.int64)  # fmt: skip
-        was_running = (
-            self.records[-1]["status"] == 0 if self.records
-            else torch.ones(self.members, dtype=torch.bool)
-        )  # fmt: skip
+    def append(self, *, epoch: Tensor, trained: Tensor, train_loss: Tensor,
+               val: dict[str, Tensor], lr: Tensor, status: Tensor, seconds: float) -> None:  # fmt: skip
+        """One epoch: each member's own epoch number [K] and whether it trained [K]."""
         record: dict[str, Any] = {
-            "epoch": epoch,
+            "epoch": epoch.detach().cpu().clone(),
             "train_loss": train_loss.detach().cpu().to(torch.float64),
             **{f"val_{n}": v.detach().cpu().to(torch.float64) for n, v in val.items()},
             "lr": lr.detach().cpu(),
             "status": status.detach().cpu().clone(),
-            "trained": was_running.cpu(),
-            "epochs_run": previous + was_running.long().cpu(),
+            "trained": trained.detach().cpu().clone(),
             "seconds": seconds,
         }
         self.records.append(record)
-
-    def last(self) -> dict[str, Any] | None:
-        return self.records[-1] if self.records else None
 
     def to_frame(self) -> pd.DataFrame:
         """Long format: one row per (member, epoch) that the member trained."""
@@ -54,9 +45,9 @@ class History:
             for k in range(self.members):
                 if not bool(rec["trained"][k]):
                     continue
-                row = {"member": k, "epoch": rec["epoch"]}
+                row = {"member": k, "epoch": int(rec["epoch"][k])}
                 for key, value in rec.items():
-                    if key in ("epoch", "trained", "epochs_run", "seconds"):
+                    if key in ("epoch", "trained", "seconds"):
                         continue
                     if key == "status":
                         row[key] = STATUS_NAMES[int(value[k])]

@@ -29,6 +29,7 @@ from optimkit import metrics as metrics_mod
 from optimkit.data import BatchSampler, Dataset
 from optimkit.models import Population
 from optimkit.optim import get_optimizer
+from optimkit.schedules import ReduceLROnPlateau
 from optimkit.train.early_stopping import EarlyStopping
 from optimkit.train.history import History
 from optimkit.train.schedule import build_schedule
@@ -172,6 +173,9 @@ class PopulationTrainer:
         self.best_buffers = {n: b.clone() for n, b in self.population.buffers.items()}
         self.final_params = {n: p.detach().clone() for n, p in self.population.params.items()}
         self.history = History(self.k)
+        #: epochs and optimizer steps each member has trained (a refilled slot starts at 0)
+        self.member_epochs = torch.zeros(self.k, dtype=torch.int64, device=self.device)
+        self.member_steps = torch.zeros(self.k, dtype=torch.float64, device=self.device)
         self.epoch = 0
         self.elapsed = 0.0
         self.test_results: dict[str, Tensor] | None = None
@@ -237,8 +241,9 @@ class PopulationTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             batch_loss.sum().backward()
             self.optimizer.step()
-            if self.schedule is not None and self.schedule_per_step:
-                self.schedule.step()
+            self.member_steps += 1
+            if self.schedule_per_step:
+                self._apply_schedule(self.member_steps)
             n = yb.shape[-1]
             total += batch_loss.detach().to(torch.float64) * n
             count += n
@@ -271,14 +276,17 @@ class PopulationTrainer:
             mask = improved.view(-1, *([1] * (b.dim() - 1)))
             self.best_buffers[name] = torch.where(mask, b, self.best_buffers[name])
         self.status = torch.where(active & self.early.stopped, STOPPED, self.status).to(torch.int8)
-        if self.schedule is not None and not self.schedule_per_step:
-            if getattr(self.schedule, "needs_metrics", False):
-                self.schedule.step(val["loss"])
-            else:
-                self.schedule.step()
+        self.member_epochs += active.long()
+        done = self.active & (self.member_epochs >= self.config.epochs)
+        self.status = torch.where(done, FINISHED, self.status).to(torch.int8)
+        if isinstance(self.schedule, ReduceLROnPlateau):
+            self.schedule.step(val["loss"])
+        elif self.schedule is not None and not self.schedule_per_step:
+            self._apply_schedule(self.member_epochs.to(torch.float64))
         self.epoch = epoch + 1
         self.history.append(
-            epoch=self.epoch,
+            epoch=self.member_epochs,
+            trained=active | diverged,
             train_loss=train_loss,
             val=val,
             lr=self._current_lr(),
@@ -286,24 +294,42 @@ class PopulationTrainer:
             seconds=seconds,
         )
 
+    def _apply_schedule(self, counter: Tensor) -> None:
+        """Write each group's lr (and cycled momentum / beta1) at the members' own counters."""
+        lrs = self.schedule.lr_at(counter)
+        momenta = self.schedule.momentum_at(counter)
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = lrs[i]
+            if momenta is not None:
+                if "betas" in group:
+                    group["betas"] = (momenta[i], group["betas"][1])
+                else:
+                    group["momentum"] = momenta[i]
+
     def _current_lr(self) -> Tensor:
         lr = self.optimizer.param_groups[0]["lr"]
         return torch.as_tensor(lr, dtype=torch.float64).expand(self.k).clone()
 
+    def run_epoch(self) -> dict[str, Tensor]:
+        """Train one epoch, validate, update every member's status; returns the val metrics.
+        Members that are not running compute along but their results stay frozen."""
+        cfg = self.config
+        start = time.perf_counter()
+        train_loss = self._train_epoch()
+        val = self.evaluate(self.dataset.X_val, self.dataset.y_val)
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        self._end_epoch(train_loss, val, seconds)
+        if self.progress is not None:
+            self.progress(self.epoch, cfg.epochs)
+        if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
+            self.save_checkpoint(cfg.checkpoint_path)  # type: ignore[arg-type]
+        return val
+
     def fit(self) -> History:
         """Train until every member has finished, stopped or failed; then evaluate on test."""
-        cfg = self.config
-        while self.epoch < cfg.epochs and bool(self.active.any()):
-            start = time.perf_counter()
-            train_loss = self._train_epoch()
-            val = self.evaluate(self.dataset.X_val, self.dataset.y_val)
-            seconds = time.perf_counter() - start
-            self.elapsed += seconds
-            self._end_epoch(train_loss, val, seconds)
-            if self.progress is not None:
-                self.progress(self.epoch, cfg.epochs)
-            if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
-                self.save_checkpoint(cfg.checkpoint_path)  # type: ignore[arg-type]
+        while bool(self.active.any()):
+            self.run_epoch()
         self._finalize()
         return self.history
 
@@ -311,9 +337,6 @@ class PopulationTrainer:
         """Put each member's kept weights (best on val, or its last) in place; test once."""
         if self.test_results is not None:
             return
-        self.status = torch.where(self.active, FINISHED, self.status).to(torch.int8)
-        if self.history.records:
-            self.history.records[-1]["status"] = self.status.cpu().clone()
         kept = self.best_params if self.config.restore_best else self.final_params
         never = self.early.best_epoch < 0  # no finite val score: keep the last weights
         with torch.no_grad():
@@ -341,13 +364,12 @@ class PopulationTrainer:
         """One row per member: its configuration, status, best epoch and val/test metrics."""
         rows = []
         names = self.status_names()
-        last = self.history.last()
         for k in range(self.k):
             row: dict[str, Any] = {"member": k, **self.members[k], "status": names[k]}
             if self.failure[k]:
                 row["failure"] = self.failure[k]
             row["best_epoch"] = int(self.early.best_epoch[k]) + 1
-            row["epochs"] = int(last["epochs_run"][k]) if last else 0
+            row["epochs"] = int(self.member_epochs[k])
             for key, value in (self.test_results or {}).items():
                 row[f"test_{key}"] = float(value[k])
             rows.append(row)
@@ -368,6 +390,8 @@ class PopulationTrainer:
             "final_params": {n: t.clone() for n, t in self.final_params.items()},
             "history": self.history.state_dict(),
             "epoch": self.epoch,
+            "member_epochs": self.member_epochs.clone(),
+            "member_steps": self.member_steps.clone(),
             "elapsed": self.elapsed,
         }
 
@@ -385,6 +409,12 @@ class PopulationTrainer:
         self.final_params = {n: t.clone() for n, t in state["final_params"].items()}
         self.history.load_state_dict(state["history"])
         self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+        self.member_epochs = state["member_epochs"].clone()
+        self.member_steps = state["member_steps"].clone()
+        if self.schedule is not None and not isinstance(self.schedule, ReduceLROnPlateau):
+            # closed-form schedules follow the members' counters, not their own step count
+            counter = self.member_steps if self.schedule_per_step else self.member_epochs
+            self._apply_schedule(counter.to(torch.float64))
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write the whole trainer state atomically (a temporary file renamed into place)."""
