@@ -22,8 +22,17 @@ class History:
         self.members = members
         self.records: list[dict[str, Tensor | float | int]] = []
 
-    def append(self, *, epoch: Tensor, trained: Tensor, train_loss: Tensor,
-               val: dict[str, Tensor], lr: Tensor, status: Tensor, seconds: float) -> None:  # fmt: skip
+    def append(
+        self,
+        *,
+        epoch: Tensor,
+        trained: Tensor,
+        train_loss: Tensor,
+        val: dict[str, Tensor],
+        lr: Tensor,
+        status: Tensor,
+        seconds: float,
+    ) -> None:
         """One epoch: each member's own epoch number [K] and whether it trained [K]."""
         record: dict[str, Any] = {
             "epoch": epoch.detach().cpu().clone(),
