@@ -44,7 +44,8 @@ QP_REGULARIZATION = 1e-12
 def check_convex(Q: sp.spmatrix, sense: str = "minimize", name: str = "Q") -> None:
     """Raise ValueError unless ``Q`` is symmetric and PSD (NSD for ``sense='maximize'``).
 
-    Dense eigenvalues for n <= 2000, the extreme eigenvalue by Lanczos (ARPACK) above. The
+    The diagonal of a diagonal Q, dense eigenvalues for n <= 2000, else the extreme eigenvalue
+    by Lanczos (ARPACK). The
     tolerance is relative: min eigenvalue >= -1e-9 * max(1, ||Q||_max).
     """
     Q = sp.csc_matrix(Q)
@@ -54,7 +55,10 @@ def check_convex(Q: sp.spmatrix, sense: str = "minimize", name: str = "Q") -> No
         raise ValueError(f"{name} must be symmetric (max |{name} - {name}^T| = {asym.max():.3g})")
     sign = -1.0 if sense == "maximize" else 1.0
     n = Q.shape[0]
-    if n <= 2000:
+    off_diag = Q - sp.diags(Q.diagonal())
+    if off_diag.count_nonzero() == 0:
+        lam = float((sign * Q.diagonal()).min())
+    elif n <= 2000:
         lam = float(np.linalg.eigvalsh(sign * Q.toarray())[0])
     else:
         from scipy.sparse.linalg import eigsh
