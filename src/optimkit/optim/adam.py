@@ -58,22 +58,27 @@ def scale_by_adam(amsgrad: bool) -> Transform:
 
 def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Hyper]:
     r"""Adam's per-step scalars in float64 for step counts ``steps`` ([P, K], one row per
-    parameter, already incremented), as torch.optim computes them in Python doubles:
+    parameter, already incremented):
 
     .. math::
-        w_1 = 1-\beta_1,\ \beta_2,\ w_2 = 1-\beta_2,\ \epsilon,\ \sqrt{1-\beta_2^t},
-        \ -\frac{lr}{1-\beta_1^t},\ \text{and } wd \text{ or } 1 - lr\,wd \text{ (decoupled)}.
+        w_1 = 1-\beta_1,\quad \beta_2,\quad w_2 = 1-\beta_2,\quad
+        \hat\epsilon = \epsilon\sqrt{1-\beta_2^t},\quad
+        \alpha_t = lr\,\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t},
 
-    Each is a float or a tensor broadcasting against [P, K] (float64 [K] hyperparameters)."""
+    and wd (coupled) or 1 - lr wd (decoupled). Each is a float or a tensor broadcasting
+    against [P, K] (float64 [K] hyperparameters). With them Adam's update
+    :math:`lr\,\hat m / (\sqrt{\hat v} + \epsilon)` reads
+    :math:`\alpha_t\, m / (\sqrt{v} + \hat\epsilon)` (Kingma & Ba, 2015, end of Sec. 2):
+    two passes over memory fewer than bias-correcting m and v themselves."""
     beta1, beta2 = hp["betas"]  # type: ignore[misc]
     lr, wd = hp["lr"], hp["weight_decay"]
+    bias2_sqrt = (1 - beta2**steps).sqrt()
     return {
         "w1": 1 - beta1,
         "beta2": beta2,
         "w2": 1 - beta2,
-        "eps": hp["eps"],
-        "bias2_sqrt": (1 - beta2**steps).sqrt(),
-        "neg_step_size": -lr / (1 - beta1**steps),
+        "eps_hat": hp["eps"] * bias2_sqrt,
+        "neg_alpha": -lr * bias2_sqrt / (1 - beta1**steps),
         "weight_decay": wd,
         "decay": 1 - lr * wd if decoupled and not is_zero(wd) else 1.0,
     }
@@ -99,10 +104,10 @@ def adam_update_(
     decoupled: bool,
     scratch: Sequence[Tensor] | None = None,
 ) -> None:
-    """One Adam step in place on stacked tensors with precomputed `adam_coefficients`, in
-    torch.optim.Adam's order of operations (``_single_tensor_adam``). Step counts are not
-    touched. ``scratch`` (eager only) holds one work buffer per parameter for the
-    denominator; under torch.compile leave it None so the whole step is one loop."""
+    """One Adam step in place on stacked tensors with precomputed `adam_coefficients`
+    (torch.optim.Adam's update up to rounding). Step counts are not touched. ``scratch``
+    (eager) holds a work buffer per parameter for the denominator; under torch.compile leave
+    it None, and the whole step becomes one loop over memory."""
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
         if maximize:
             g = -g
@@ -124,8 +129,8 @@ def adam_update_(
         if amsgrad:
             v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
         denom = v.sqrt() if scratch is None else torch.sqrt(v, out=scratch[i])
-        denom.div_(_row(coef["bias2_sqrt"], i, v)).add_(_row(coef["eps"], i, v))
-        p.addcmul_(torch.div(m, denom, out=denom), _row(coef["neg_step_size"], i, p))
+        denom.add_(_row(coef["eps_hat"], i, v))
+        p.addcmul_(torch.div(m, denom, out=denom), _row(coef["neg_alpha"], i, p))
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
@@ -141,6 +146,20 @@ class Adam(PopulationOptimizer):
     """Adam (torch.optim.Adam's arguments and defaults); any hyperparameter may be a [K] tensor.
 
     ``decoupled_weight_decay=True`` makes it AdamW, as in torch.
+
+    How a group is updated (all give torch's update up to rounding):
+
+    * one model (K = 1) with number hyperparameters, on CPU, float32/float64, contiguous
+      tensors: torch's fused single-pass kernel (what ``torch.optim.Adam(fused=True)`` runs);
+    * otherwise (populations, [K] hyperparameters, other devices and layouts): `adam_update_`
+      on the stacked tensors, with the per-step coefficients computed once per group on
+      [P, K] vectors. Eagerly that is 7 passes over memory, with a reused work buffer; with
+      ``compile=True`` it is one loop (inductor), at the speed of the fused kernel, after a
+      one-time compilation (seconds) per group and shapes; hyperparameters are passed as
+      tensors, so schedules changing them do not recompile;
+    * ``fused=False``: the reference transform chain (`scale_by_adam`), for checking.
+
+    ``fused=None`` (default) or ``True`` choose the first two automatically.
     """
 
     hyper_checks = ADAM_CHECKS
