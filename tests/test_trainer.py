@@ -105,3 +105,37 @@ def test_logistic_regression_reaches_sklearn_optimum():
     ref = LogisticRegression(C=c, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(x, y)
     w = next(iter(trainer.population.params.values()))[0].detach().numpy().ravel()
     np.testing.assert_allclose(w, ref.coef_.ravel(), atol=1e-5)
+
+
+def test_replaced_member_trains_like_a_fresh_model_and_others_are_untouched(digits64):
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (16,)}, optimizer="adam", epochs=4,
+                      batch_size=128, seed=5, restore_best=False)  # fmt: skip
+    members = [{"lr": 1e-3, "weight_decay": 0.0, "seed": 1},
+               {"lr": 1e-2, "weight_decay": 0.0, "seed": 2}]  # fmt: skip
+    plain = PopulationTrainer(digits64, cfg, members)
+    swapped = PopulationTrainer(digits64, cfg, members)
+    for t in (plain, swapped):
+        t.run_epoch()
+        t.run_epoch()
+    new = {"lr": 3e-3, "weight_decay": 1e-3, "seed": 9}
+    swapped.replace_member(1, new)
+    for t in (plain, swapped):
+        t.run_epoch()
+        t.run_epoch()
+    for name, p in plain.population.params.items():
+        assert torch.equal(p[0], swapped.population.params[name][0])
+    assert int(swapped.member_epochs[1]) == 2 and swapped.status_names()[1] == "running"
+    # oracle: the new configuration alone with torch.optim on the batches of epochs 2 and 3
+    torch.manual_seed(9)
+    model = build_model("mlp", 64, 10, hidden=(16,)).to(f64)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-3)
+    sampler = BatchSampler(digits64.n_train, batch_size=128, seed=5)
+    for epoch in (2, 3):
+        for idx in sampler.batches(epoch):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(digits64.X_train[idx]),
+                                                     digits64.y_train[idx])  # fmt: skip
+            loss.backward()
+            opt.step()
+    for name, p in model.named_parameters():
+        assert (swapped.population.params[name][1] - p).abs().max().item() <= 1e-10, name

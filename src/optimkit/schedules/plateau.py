@@ -122,6 +122,16 @@ class ReduceLROnPlateau(lr_scheduler.ReduceLROnPlateau):
             self.members, self._scalar = t.shape[0], False
         return t
 
+    def reset_members(self, members: Tensor) -> None:
+        """Forget the plateau history of the members in the [K] bool mask (e.g. a population
+        slot that starts a new configuration): best, bad-epoch and cooldown counters restart."""
+        fresh = F.plateau_init(self.mode, self.best.shape, self._device)
+        mask = members.to(self._device)
+        self.best, self.num_bad_epochs, self.cooldown_counter = (
+            torch.where(mask, new, old)
+            for new, old in zip(fresh, (self.best, self.num_bad_epochs, self.cooldown_counter))
+        )
+
     def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
         """Observe one metric value per member and reduce the lr of those on a plateau."""
         current = self._metrics(metrics)

@@ -29,6 +29,7 @@ from optimkit import metrics as metrics_mod
 from optimkit.data import BatchSampler, Dataset
 from optimkit.models import Population
 from optimkit.optim import get_optimizer
+from optimkit.optim.transforms import init_state
 from optimkit.schedules import ReduceLROnPlateau
 from optimkit.train.early_stopping import EarlyStopping
 from optimkit.train.history import History
@@ -349,6 +350,63 @@ class PopulationTrainer:
                     b.copy_(torch.where(mask, b, self.best_buffers[name]))
         self.test_results = self.evaluate(self.dataset.X_test, self.dataset.y_test)
 
+    # ------------------------------------------------------------------------------ refills
+    def replace_member(self, k: int, member: Mapping[str, Any]) -> None:
+        """Give slot k a new configuration (a new tuning trial): fresh weights from its seed,
+        fresh optimizer state, its hyperparameters, and a clean record. The other members
+        are untouched. `member` has the same keys as the trainer's members."""
+        if set(member) != set(self.members[0]):
+            raise ValueError(
+                f"member: expected the keys {sorted(self.members[0])}, got {sorted(member)}"
+            )
+        member = dict(member)
+        seed = int(member.get("seed", self.config.seed + k))
+        self.population.reinit(k, seed)
+        mask = torch.zeros(self.k, dtype=torch.bool, device=self.device)
+        mask[k] = True
+        for group in self.optimizer.param_groups:
+            for key, value in member.items():
+                if key == "seed" or isinstance(value, bool | str) or value is None:
+                    continue
+                if key == "betas":
+                    group["betas"] = tuple(
+                        _with_member(b, k, float(v), self.k) for b, v in zip(group["betas"], value)
+                    )
+                else:
+                    group[key] = _with_member(group[key], k, float(value), self.k)
+            transform = self.optimizer.make_transform(group)
+            hp = self.optimizer.hyperparameters(group)
+            for p in group["params"]:
+                state = self.optimizer.state.get(p)
+                if not state:
+                    continue
+                fresh = init_state(transform, p, hp, self.k)
+                for name, value in state.items():
+                    view = mask.view(-1, *([1] * (value.dim() - 1)))
+                    value.copy_(torch.where(view, fresh[name].to(value), value))
+        if self.schedule is not None and hasattr(self.schedule, "base_lrs"):
+            lr = float(member["lr"]) if "lr" in member else None
+            if lr is not None:
+                self.schedule.base_lrs = [_with_member(b, k, lr, self.k)
+                                          for b in self.schedule.base_lrs]  # fmt: skip
+        if isinstance(self.schedule, ReduceLROnPlateau):
+            self.schedule.reset_members(mask)
+        self.early.reset(mask)
+        self.status[k] = RUNNING
+        self.failure[k] = ""
+        self.member_epochs[k] = 0
+        self.member_steps[k] = 0
+        self.members[k] = member
+        self.seeds[k] = seed
+        for name, p in self.population.params.items():
+            self.best_params[name][k] = p.detach()[k]
+            self.final_params[name][k] = p.detach()[k]
+        for name, b in self.population.buffers.items():
+            self.best_buffers[name][k] = b[k]
+        if self.schedule is not None and not isinstance(self.schedule, ReduceLROnPlateau):
+            counter = self.member_steps if self.schedule_per_step else self.member_epochs
+            self._apply_schedule(counter.to(torch.float64))
+
     # ------------------------------------------------------------------------------ results
     def status_names(self) -> list[str]:
         return [STATUS_NAMES[int(s)] for s in self.status.tolist()]
@@ -429,3 +487,10 @@ class PopulationTrainer:
         if not path.is_file():
             raise ValueError(f"checkpoint: no file {str(path)!r}")
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+
+
+def _with_member(value: Any, k: int, new: float, members: int) -> Tensor:
+    """A [K] float64 tensor equal to `value` (a number or [K] tensor) except entry k = new."""
+    out = torch.as_tensor(value, dtype=torch.float64).expand(members).clone()
+    out[k] = new
+    return out
