@@ -127,9 +127,9 @@ class ReduceLROnPlateau(lr_scheduler.ReduceLROnPlateau):
         slot that starts a new configuration): best, bad-epoch and cooldown counters restart."""
         fresh = F.plateau_init(self.mode, self.best.shape, self._device)
         mask = members.to(self._device)
+        old = (self.best, self.num_bad_epochs, self.cooldown_counter)
         self.best, self.num_bad_epochs, self.cooldown_counter = (
-            torch.where(mask, new, old)
-            for new, old in zip(fresh, (self.best, self.num_bad_epochs, self.cooldown_counter))
+            torch.where(mask, a, b) for a, b in zip(fresh, old, strict=True)
         )
 
     def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]

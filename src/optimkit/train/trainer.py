@@ -370,7 +370,8 @@ class PopulationTrainer:
                     continue
                 if key == "betas":
                     group["betas"] = tuple(
-                        _with_member(b, k, float(v), self.k) for b, v in zip(group["betas"], value)
+                        _with_member(b, k, float(v), self.k)
+                        for b, v in zip(group["betas"], value, strict=True)
                     )
                 else:
                     group[key] = _with_member(group[key], k, float(value), self.k)
