@@ -288,7 +288,8 @@ def _torch_minimize(
     opts = dict(options)
     max_iter = int(opts.pop("maxiter", opts.pop("max_iter", 100 if method == "newton" else 1000)))
     gtol = opts.pop("gtol", opts.pop("tolerance_grad", tol if tol is not None else 1e-8))
-    opts.setdefault("tolerance_change", 0.0 if method == "newton" else 1e-12)
+    # Stop on the gradient, not on a small change in f (which L-BFGS sees long before f*).
+    opts.setdefault("tolerance_change", 0.0 if method == "newton" else 1e-15)
     x.requires_grad_(True)
     try:
         if method == "newton":
