@@ -70,23 +70,30 @@ def _case_steps(
         return F.cross_entropy(logits, y.expand(out.shape[0], -1), reduction="none").mean(-1)
 
     steps = {}
-    for impl, chunk in (("grouped", None), ("one call", k), ("generic", None)):
+    expanded = x.expand(k, *x.shape)  # the same batch given per member: [K, B, ...]
+    variants = (
+        ("grouped", None, x),
+        ("one call", k, x),
+        ("expanded", None, expanded),
+        ("generic", None, x),
+    )
+    for variant, chunk, xin in variants:
         pop = Population(
             name,
             n_features,
             n_outputs,
             list(range(k)),
             options=options,
-            impl="generic" if impl == "generic" else "grouped",
+            impl="generic" if variant == "generic" else "grouped",
             chunk=chunk,
         )
 
-        def step(pop: Population = pop) -> None:
+        def step(pop: Population = pop, xin: torch.Tensor = xin) -> None:
             for p in pop.params.values():
                 p.grad = None
-            member_loss(pop.forward(x, train=True)).sum().backward()
+            member_loss(pop.forward(xin, train=True)).sum().backward()
 
-        steps[impl] = step
+        steps[variant] = step
     if loop:
         models = [build_model(name, n_features, n_outputs, **options) for _ in range(k)]
 
@@ -138,6 +145,7 @@ def main(threads: int = 1, repeats: int = 7, quick: bool = False) -> None:
         "K",
         "grouped ms",
         "grouped 1 call ms",
+        "grouped x [K,B,..] ms",
         "generic ms",
         "loop ms",
         "generic/grouped",
@@ -156,6 +164,7 @@ def main(threads: int = 1, repeats: int = 7, quick: bool = False) -> None:
                     str(k),
                     f"{ms['grouped']:.3f}",
                     f"{ms['one call']:.3f}",
+                    f"{ms['expanded']:.3f}",
                     f"{ms['generic']:.3f}",
                     f"{ms['loop']:.3f}" if "loop" in ms else "-",
                     f"{ratio:.2f}x",
@@ -165,11 +174,47 @@ def main(threads: int = 1, repeats: int = 7, quick: bool = False) -> None:
     console.print(
         "grouped: stacked weights through addmm/baddbmm (feature-major [K, F, B]), grouped "
         "conv2d, index_select, members in cache-sized chunks (Population's default); grouped "
-        "1 call: all K members in one batched call (chunk=K); generic: torch.func "
+        "1 call: all K members in one batched call (chunk=K); grouped x [K,B,..]: the batch "
+        "passed per member, so the first layer is a baddbmm / groups=K conv instead of one "
+        "shared matmul / conv; generic: torch.func "
         "stack_module_state + functional_call + vmap; loop: K plain nn.Modules one after "
         "another (K <= 64). Thread CPU time, not wall time, so other processes on the machine "
         "disturb the ratios less."
     )
+    with threadpool_limits(limits=threads):
+        console.print(_loss_layout_table(repeats))
+
+
+def _loss_layout_table(repeats: int, k: int = 64, batch: int = 64, classes: int = 10) -> Table:
+    """Cross-entropy forward+backward on the same logits in three layouts."""
+    y = torch.randint(0, classes, (batch,))
+    kcb = torch.randn(k, classes, batch, requires_grad=True)  # the grouped output's storage
+    kbc = torch.randn(k, batch, classes, requires_grad=True)  # a contiguous [K, B, C] (generic)
+
+    def class_dim_1() -> None:
+        F.cross_entropy(kcb, y.expand(k, -1), reduction="none").mean(-1).sum().backward()
+
+    def class_dim_1_strided() -> None:
+        logits = kbc.transpose(1, 2)
+        F.cross_entropy(logits, y.expand(k, -1), reduction="none").mean(-1).sum().backward()
+
+    def rows() -> None:
+        loss = F.cross_entropy(kbc.reshape(k * batch, classes), y.repeat(k), reduction="none")
+        loss.view(k, batch).mean(-1).sum().backward()
+
+    steps = {
+        "[K, C, B] contiguous (grouped out.transpose(1, 2))": class_dim_1,
+        "[K, C, B] strided view of a contiguous [K, B, C]": class_dim_1_strided,
+        "[K*B, C] rows": rows,
+    }
+    ms = {n: 1e3 * t for n, t in _median_seconds(steps, repeats).items()}
+    table = Table(title=f"cross-entropy forward+backward, K={k}, B={batch}, C={classes}")
+    table.add_column("logits layout")
+    table.add_column("ms", justify="right")
+    table.add_column("vs [K*B, C]", justify="right")
+    for name, value in ms.items():
+        table.add_row(name, f"{value:.3f}", f"{ms['[K*B, C] rows'] / value:.1f}x faster")
+    return table
 
 
 if __name__ == "__main__":

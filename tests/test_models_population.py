@@ -403,6 +403,8 @@ def test_layout_rng_and_single_member():
     assert torch.equal(torch.get_rng_state(), before)  # construction leaves the global RNG
     out = pop.forward(torch.randn(6, 5, dtype=DT), train=True)
     assert out.shape == (1, 6, 4) and out.transpose(1, 2).is_contiguous()
+    chunked = Population("mlp", 5, 4, [1, 2, 3], options={"hidden": (3,)}, chunk=2)
+    assert chunked.forward(torch.randn(6, 5), train=True).transpose(1, 2).is_contiguous()
     assert "K=1" in repr(pop) and pop.impl == "grouped"
 
 

@@ -15,6 +15,10 @@ Contract
   ``dropout_seed``, saved in ``state_dict``). In eval mode batch norm uses the running
   statistics and dropout is off. The output is differentiable w.r.t. ``params`` and members
   never mix: ``loss_per_member.sum().backward()`` gives each member exactly its own gradient.
+  On the grouped path the ``[K, B, out]`` output is a transposed view of a contiguous
+  ``[K, out, B]`` tensor: ``out.transpose(1, 2)`` is free and is the layout cross-entropy
+  with the class dim 1 (``F.cross_entropy(logits, y.expand(K, -1), reduction="none")``) is
+  fastest on.
 * ``member(k)`` is a plain nn.Module holding member k's weights and buffers (eval mode).
 
 Implementations
@@ -51,7 +55,7 @@ from optimkit.models.generic import GenericModel
 from optimkit.models.grouped import GroupedModel, grouped_model
 from optimkit.models.mf import MatrixFactorization
 from optimkit.models.mlp import MLP
-from optimkit.models.spec import ModelSpec
+from optimkit.models.spec import ModelSpec, model_options
 
 IMPLS = ("auto", "grouped", "generic")
 
@@ -127,7 +131,7 @@ class Population:
         dropout_seed: int | None = None,
         chunk: int | None = None,
     ) -> None:
-        self.seeds = _check_seeds(list(seeds) if isinstance(seeds, range) else seeds)
+        self.seeds = _check_seeds(seeds)
         k = len(self.seeds)
         choice("impl", impl, IMPLS)
         options = dict(options or {})
@@ -139,6 +143,10 @@ class Population:
         self._spec = ModelSpec(model, n_features, n_outputs, options)
         if self.per_member_dropout and "dropout" not in self._option_names():
             raise ValueError(f"dropout: model {self._spec.label!r} has no dropout option")
+        if impl == "generic" and self.per_member_dropout:
+            raise ValueError("dropout: per-member rates need impl='grouped'")
+        if chunk is not None:
+            positive_int("chunk", chunk)
         self.device = torch.device(device if device is not None else "cpu")
         self.dtype = dtype if dtype is not None else torch.get_default_dtype()
         if not self.dtype.is_floating_point:
@@ -165,11 +173,7 @@ class Population:
                 f"impl: 'grouped' exists only for the built-in models (linear, logistic, "
                 f"softmax, mlp, cnn, mf); use 'generic' or 'auto' for {self._spec.label!r}"
             )
-        if impl == "generic" and self.per_member_dropout:
-            raise ValueError("dropout: per-member rates need impl='grouped'")
         self.impl = impl
-        if chunk is not None:
-            positive_int("chunk", chunk)
         self.chunk = chunk
         self._grouped: GroupedModel | None = grouped if impl == "grouped" else None
         self._generic = GenericModel(self._template) if impl == "generic" else None
@@ -196,8 +200,6 @@ class Population:
         return [probability(f"dropout[{i}]", r) for i, r in enumerate(rates)]
 
     def _option_names(self) -> list[str]:
-        from optimkit.models.spec import model_options
-
         spec = self._spec
         return model_options(spec.model) if spec.builtin else []  # type: ignore[arg-type]
 
@@ -331,7 +333,7 @@ class Population:
             multipliers = [m.to(self.dtype) * scale for m in masks]
         n = x.shape[1] if per_member else x.shape[0]
         size = self.chunk or max(1, CHUNK_ELEMENTS // self._grouped.member_numel(n))
-        if size >= self.size:
+        if size >= self.size:  # [K, out, B] -> [K, B, out]
             return self._grouped.forward(
                 self.params,
                 self.buffers,
@@ -339,7 +341,7 @@ class Population:
                 train=train,
                 per_member=per_member,
                 dropout=multipliers,
-            )
+            ).transpose(1, 2)
         outs = []
         for start in range(0, self.size, size):
             part = slice(start, start + size)
@@ -353,7 +355,7 @@ class Population:
                     dropout=None if multipliers is None else [m[part] for m in multipliers],
                 )
             )
-        return torch.cat(outs)
+        return torch.cat(outs).transpose(1, 2)
 
     __call__ = forward
 
