@@ -96,6 +96,7 @@ def strong_wolfe(
     c2: float = 0.9,
     tolerance_change: float = 1e-9,
     max_ls: int = 25,
+    d_max: float | None = None,
 ) -> tuple[LinePoint, int]:
     """Find t with f(t) <= f(0) + c1 t f'(0) and |f'(t)| <= c2 |f'(0)| (strong Wolfe).
 
@@ -103,10 +104,11 @@ def strong_wolfe(
     t = 0. Phase 1 (N&W Alg. 3.5) grows t by cubic extrapolation in [t + 0.01 (t - t_prev),
     10 t] until an interval containing a Wolfe point is bracketed; phase 2 (N&W Alg. 3.6, "zoom")
     shrinks it by safeguarded cubic interpolation. At most ``max_ls`` evaluations after the
-    first. Returns the chosen point (the lowest one seen in the final bracket) and the number of
-    evaluations.
+    first; ``d_max`` = max_i |d_i| if already known. Returns the chosen point (the lowest one
+    seen in the final bracket) and the number of evaluations.
     """
-    d_max = d.abs().max().item()
+    if d_max is None:
+        d_max = d.abs().max().item()
     f0, gtd0 = start.f, start.gtd
 
     def trial(step: float) -> LinePoint:
@@ -432,21 +434,30 @@ class LBFGS(_CopyingStateDict, torch.optim.Optimizer):
                 x0 = [p.clone() for p in params]
                 d_parts = split_like(d, params)
 
-                def at(step: float, x0: list[Tensor] = x0, d_parts: list[Tensor] = d_parts):
+                last_step = [math.nan]
+
+                def at(
+                    step: float, x0: list[Tensor] = x0, d_parts: list[Tensor] = d_parts,
+                    last_step: list[float] = last_step,
+                ) -> tuple[float, Tensor]:  # fmt: skip
                     for p, xp, dp in zip(params, x0, d_parts, strict=True):
                         torch.add(xp, dp, alpha=step, out=p)
+                    last_step[0] = step
                     loss_t, g_t = evaluate()
                     return float(loss_t), g_t
 
+                d_max = d.abs().max().item()
                 point, ls_evals = strong_wolfe(
-                    at, d, LinePoint(0.0, loss, g, gtd), t, max_ls=max_eval - evals
+                    at, d, LinePoint(0.0, loss, g, gtd), t, max_ls=max_eval - evals, d_max=d_max
                 )
                 loss, g, t = point.f, point.g, point.t
-                for p, xp, dp in zip(params, x0, d_parts, strict=True):
-                    torch.add(xp, dp, alpha=t, out=p)
+                if t != last_step[0]:  # else the parameters already are x0 + t d
+                    for p, xp, dp in zip(params, x0, d_parts, strict=True):
+                        torch.add(xp, dp, alpha=t, out=p)
                 opt_cond = g.abs().max().item() <= tol_grad
             else:
                 self._add_step(t, d)
+                d_max = None
                 ls_evals = 0
                 opt_cond = False
                 if n_iter != max_iter:
@@ -460,7 +471,9 @@ class LBFGS(_CopyingStateDict, torch.optim.Optimizer):
             # Stopping rules.
             if n_iter == max_iter or evals >= max_eval or opt_cond:
                 break
-            if abs(t) * d.abs().max().item() <= tol_change:
+            if d_max is None:
+                d_max = d.abs().max().item()
+            if abs(t) * d_max <= tol_change:
                 break
             if abs(loss - prev_loss) < tol_change:
                 break
