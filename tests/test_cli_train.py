@@ -34,7 +34,8 @@ def test_train_writes_model_config_history_and_population(tmp_path):
     assert history.groupby("member")["epoch"].max().tolist() == [3, 3, 3, 3]
     # the exported best member predicts like the trainer evaluated it on the test split
     exported = load_model(out / "model")
-    assert exported.info["member"] == payload["best_member"]
+    best = payload["members"][payload["best_member"]]
+    assert exported.info["hyperparameters"]["lr"] == best["lr"]
     x, y = load_digits(return_X_y=True)
     pred = exported.predict(x)
     assert pred.shape == (1797,) and (pred.astype(int) == y).mean() > 0.9  # labels "0".."9"

@@ -25,12 +25,25 @@ from optimkit.models import build_model
 
 
 def export_member(trainer: Any, k: int, folder: str | os.PathLike) -> Path:
-    """Write member k of a fitted `PopulationTrainer` to `folder` (created if needed)."""
+    """Write member k of a fitted `PopulationTrainer` (its kept weights) to `folder`."""
+    return export_module(
+        trainer.population.member(k), trainer.population.member_spec(k), trainer.dataset,
+        folder, hyperparameters=trainer.members[k], optimizer=trainer.config.optimizer,
+    )  # fmt: skip
+
+
+def export_module(
+    module: nn.Module,
+    spec: Any,
+    dataset: Dataset,
+    folder: str | os.PathLike,
+    *,
+    hyperparameters: dict[str, Any],
+    optimizer: str,
+) -> Path:
+    """Write a plain module, the spec that rebuilds it and the dataset's preprocessing."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ds: Dataset = trainer.dataset
-    module = trainer.population.member(k)
-    spec = trainer.population.spec
     if not isinstance(spec.model, str):
         raise ValueError("model: only models given by name or import path can be exported")
     info = {
@@ -38,21 +51,20 @@ def export_member(trainer: Any, k: int, folder: str | os.PathLike) -> Path:
         "options": _jsonable(dict(spec.options)),
         "n_features": spec.n_features,
         "n_outputs": spec.n_outputs,
-        "task": ds.task,
-        "dataset": ds.name,
-        "classes": None if ds.classes is None else [_plain(c) for c in ds.classes],
-        "feature_names": list(ds.feature_names),
-        "member": k,
-        "hyperparameters": _jsonable(trainer.members[k]),
-        "optimizer": trainer.config.optimizer,
+        "task": dataset.task,
+        "dataset": dataset.name,
+        "classes": None if dataset.classes is None else [_plain(c) for c in dataset.classes],
+        "feature_names": list(dataset.feature_names),
+        "hyperparameters": _jsonable(hyperparameters),
+        "optimizer": optimizer,
     }
     payload = {
         "info": info,
         "state_dict": module.state_dict(),
-        "preprocessor": ds.preprocessor,
-        "target_mean": ds.target_mean,
-        "target_scale": ds.target_scale,
-        "metadata": ds.metadata,
+        "preprocessor": dataset.preprocessor,
+        "target_mean": dataset.target_mean,
+        "target_scale": dataset.target_scale,
+        "metadata": dataset.metadata,
     }
     _atomic(folder / "model.pt", lambda path: torch.save(payload, path))
     _atomic(folder / "model.json", lambda path: Path(path).write_text(json.dumps(info, indent=2)))

@@ -408,6 +408,22 @@ class PopulationTrainer:
             counter = self.member_steps if self.schedule_per_step else self.member_epochs
             self._apply_schedule(counter.to(torch.float64))
 
+    def stop_member(self, k: int) -> None:
+        """Stop member k now (e.g. pruned by the tuner): its kept weights stay as they are."""
+        if int(self.status[k]) == RUNNING:
+            self.status[k] = STOPPED
+
+    def member_module(self, k: int, best: bool = True) -> torch.nn.Module:
+        """Member k as a plain module with its best-on-val weights (or its last ones)."""
+        module = self.population.member(k)
+        use_best = best and int(self.early.best_epoch[k]) >= 0
+        params = self.best_params if use_best else self.final_params
+        state = {n: t[k] for n, t in params.items()}
+        buffers = self.best_buffers if use_best else self.population.buffers
+        state.update({n: t[k] for n, t in buffers.items()})
+        module.load_state_dict(state)
+        return module.eval()
+
     # ------------------------------------------------------------------------------ results
     def status_names(self) -> list[str]:
         return [STATUS_NAMES[int(s)] for s in self.status.tolist()]
