@@ -39,8 +39,8 @@ def _floats(value: Any) -> Any:
     return value
 
 
-class TrainOptions(BaseModel):
-    """Options of a training run (see `optimkit train --help` for each)."""
+class RunOptions(BaseModel):
+    """Data, model and run options shared by train, tune and compare."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -61,6 +61,30 @@ class TrainOptions(BaseModel):
     dropout: float | None = Field(None, ge=0, lt=1)
     residual: bool | None = None
 
+    loss: str | None = None
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=0)
+    schedule: str | None = None
+    patience: int | None = Field(None, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(1, ge=1)
+    dtype: Literal["float32", "float64"] = "float32"
+    out: Path | None = None
+    overwrite: bool = False
+
+    _widths = field_validator("hidden", mode="before")(_floats)
+
+    def model_options(self) -> dict[str, Any]:
+        opts = {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k) is not None}
+        if "hidden" in opts:
+            opts["hidden"] = tuple(opts["hidden"])
+        return opts
+
+
+class TrainOptions(RunOptions):
+    """Options of `optimkit train` (see `optimkit train --help` for each)."""
+
     optimizer: str = "adam"
     lr: list[float] = [1e-3]
     weight_decay: list[float] | None = None
@@ -78,25 +102,13 @@ class TrainOptions(BaseModel):
     clip_grad_value: list[float] | None = None
     l1: list[float] | None = None
     seed: list[int] = [0]
-
-    loss: str | None = None
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=0)
     per_member_batches: bool = False
-    schedule: str | None = None
-    patience: int | None = Field(None, ge=1)
-    min_delta: float = Field(0.0, ge=0)
     monitor: str = "val_loss"
     checkpoint_every: int | None = Field(None, ge=1)
-    device: Literal["cpu", "cuda"] = "cpu"
-    threads: int = Field(1, ge=1)
-    dtype: Literal["float32", "float64"] = "float32"
-    out: Path | None = None
-    overwrite: bool = False
 
     _split = field_validator(
         "lr", "weight_decay", "momentum", "dampening", "alpha", "eps", "lr_decay", "beta1",
-        "beta2", "clip_grad_norm", "clip_grad_value", "l1", "seed", "hidden", mode="before",
+        "beta2", "clip_grad_norm", "clip_grad_value", "l1", "seed", mode="before",
     )(_floats)  # fmt: skip
 
     def members(self) -> list[dict[str, Any]]:
@@ -114,11 +126,44 @@ class TrainOptions(BaseModel):
             out.append(m)
         return out
 
-    def model_options(self) -> dict[str, Any]:
-        opts = {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k) is not None}
-        if "hidden" in opts:
-            opts["hidden"] = tuple(opts["hidden"])
-        return opts
+def _names(value: Any) -> Any:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return value
+
+
+class TuneOptions(RunOptions):
+    """Options of `optimkit tune`: the search, its budget and its storage."""
+
+    optimizer: str | None = "adam"
+    space: dict[str, Any] | None = None
+    trials: int = Field(64, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    sampler: str = "tpe"
+    pruner: str = "none"
+    population: int = Field(64, ge=1)
+    storage: str | None = None
+    study_name: str | None = None
+    metric: str | None = None
+    objectives: list[str] = ["metric"]
+    target: float | None = None
+    seed: int = 0
+    grid_points: int = Field(4, ge=1)
+
+    _objectives = field_validator("objectives", mode="before")(_names)
+
+
+class CompareOptions(TuneOptions):
+    """Options of `optimkit compare`: a tournament of optimizers under one tuning budget."""
+
+    optimizers: list[str] = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+    trials: int = Field(16, ge=1)
+    population: int = Field(16, ge=1)
+    epochs: int = Field(10, ge=1)
+    seeds: int = Field(5, ge=1)
+    optimizer: str | None = None
+
+    _optimizers = field_validator("optimizers", mode="before")(_names)
 
 
 def load_options(config: Path | None, flags: dict[str, Any], cls=TrainOptions) -> Any:
