@@ -29,8 +29,11 @@ def _register() -> None:
     from optimkit.cli.datasets import datasets
     from optimkit.cli.solve import solve
     from optimkit.cli.train import train
+    from optimkit.cli.tune import compare, tune
 
     app.command("train")(train)
+    app.command("tune")(tune)
+    app.command("compare")(compare)
     app.command("datasets")(datasets)
     app.command("solve")(solve)
 

@@ -126,6 +126,7 @@ class TrainOptions(RunOptions):
             out.append(m)
         return out
 
+
 def _names(value: Any) -> Any:
     if isinstance(value, str):
         return [p.strip() for p in value.split(",") if p.strip()]
@@ -146,7 +147,7 @@ class TuneOptions(RunOptions):
     study_name: str | None = None
     metric: str | None = None
     objectives: list[str] = ["metric"]
-    target: float | None = None
+    target_value: float | None = None
     seed: int = 0
     grid_points: int = Field(4, ge=1)
 

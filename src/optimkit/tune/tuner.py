@@ -255,7 +255,7 @@ class Tuner:
             self.first_target = time.perf_counter() - self.start
         if self.incumbent is None or self._better(value, self.incumbent.value):
             config = dict(self.study.trials[number].params)
-            config.update(pool.trainer.members[k])
+            config["seed"] = pool.trainer.members[k]["seed"]
             self.incumbent = Incumbent(number, value, config, pool.trainer.member_module(k),
                                        pool.trainer, k)  # fmt: skip
 

@@ -1,0 +1,315 @@
+"""`optimkit tune` and `optimkit compare`: Optuna studies and optimizer tournaments."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from optimkit.cli.options import (
+    CompareOptions,
+    TuneOptions,
+    UsageError,
+    as_usage_error,
+    load_options,
+)
+
+Opt = typer.Option
+Config = Annotated[Path | None, Opt("--config", "-c", help="YAML file; every flag is a key.")]
+Data = Annotated[str | None, Opt(help="Built-in dataset name or a .csv/.parquet file.")]
+Target = Annotated[str | None, Opt(help="Target column of a CSV/Parquet file.")]
+Model = Annotated[str | None, Opt(help="linear | logistic | softmax | mlp | cnn | mf | pkg.mod:fn")]
+Hidden = Annotated[str | None, Opt(help="MLP widths, e.g. 128,64.")]
+Int = Annotated[int | None, Opt()]
+Float = Annotated[float | None, Opt()]
+Text = Annotated[str | None, Opt()]
+Folder = Annotated[Path | None, Opt(help="Output folder (study database, results, model).")]
+Json = Annotated[bool, Opt("--json", help="Print the results as JSON.")]
+
+
+def tune(
+    config: Config = None,
+    data: Data = None,
+    target: Target = None,
+    model: Model = None,
+    hidden: Hidden = None,
+    optimizer: Annotated[str | None, Opt(help="Optimizer whose default space is searched.")] = None,
+    trials: Annotated[int | None, Opt(help="Trials in the study (default 64).")] = None,
+    timeout: Annotated[float | None, Opt(help="Stop asking new trials after S seconds.")] = None,
+    sampler: Annotated[
+        str | None, Opt(help="tpe | random | grid | qmc | gp | cmaes | nsga2")
+    ] = None,
+    pruner: Annotated[str | None, Opt(help="none | median | asha | hyperband")] = None,
+    population: Annotated[int | None, Opt(help="Members trained at once (default 64).")] = None,
+    storage: Annotated[
+        str | None, Opt(help="SQLAlchemy URL or journal file (default: OUT/study.db).")
+    ] = None,  # fmt: skip
+    study_name: Text = None,
+    metric: Annotated[str | None, Opt(help="Validation metric to optimize.")] = None,
+    objectives: Annotated[str | None, Opt(help="metric[,seconds][,params] (NSGA-II).")] = None,
+    epochs: Int = None,
+    batch_size: Int = None,
+    schedule: Text = None,
+    patience: Int = None,
+    seed: Int = None,
+    threads: Int = None,
+    out: Folder = None,
+    json: Json = False,
+) -> None:
+    """Tune hyperparameters with Optuna; trials train as populations (continuous batching)."""
+    flags = {k: v for k, v in locals().items() if k not in ("config", "json")}
+    _run(lambda: load_options(config, flags, TuneOptions), run_tune, json, _print_tune)
+
+
+def compare(
+    config: Config = None,
+    data: Data = None,
+    target: Target = None,
+    model: Model = None,
+    hidden: Hidden = None,
+    optimizers: Annotated[
+        str | None,
+        Opt(
+            help="Comma-separated optimizers (default: sgd, "
+            "momentum, nesterov, adagrad, rmsprop, adam, "
+            "adamw)."
+        ),
+    ] = None,  # fmt: skip
+    trials: Annotated[int | None, Opt(help="Tuning trials per optimizer (default 16).")] = None,
+    seeds: Annotated[int | None, Opt(help="Seeds for each optimizer's best (default 5).")] = None,
+    sampler: Text = None,
+    pruner: Text = None,
+    population: Int = None,
+    storage: Text = None,
+    study_name: Text = None,
+    metric: Text = None,
+    target_metric: Annotated[
+        float | None, Opt("--target-value", help="Val metric to reach (default: 0.97 accuracy).")
+    ] = None,  # fmt: skip
+    epochs: Int = None,
+    batch_size: Int = None,
+    seed: Int = None,
+    threads: Int = None,
+    out: Folder = None,
+    json: Json = False,
+) -> None:
+    """An optimizer tournament: same tuning budget each, best re-run with S seeds, a report."""
+    flags = {k: v for k, v in locals().items() if k not in ("config", "json", "target_metric")}
+    flags["target"] = target
+    if target_metric is not None:
+        flags["target_value"] = target_metric
+    _run(lambda: load_options(config, flags, CompareOptions), run_compare, json, _print_compare)
+
+
+def _run(load, run, as_json: bool, show) -> None:
+    try:
+        options = load()
+        result = run(options, show_progress=not as_json)
+    except Exception as e:  # usage errors exit 2 without a traceback; others propagate
+        err = as_usage_error(e)
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(jsonlib.dumps(result, indent=2, default=str))
+    else:
+        show(result)
+
+
+# ------------------------------------------------------------------------------------ set-up
+def _prepare(options: TuneOptions, default_out: str):
+    import optuna
+    import torch
+
+    from optimkit.data import load_dataset
+    from optimkit.train import TrainConfig
+    from optimkit.tune import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(options.threads)
+    out = options.out or Path(default_out)
+    dataset = load_dataset(
+        options.data, target=options.target, task=options.task, impute=options.impute,
+        val_fraction=options.val_fraction, test_fraction=options.test_fraction,
+        seed=options.seed, pca=options.pca, select_k=options.select_k, device=options.device,
+        dtype=getattr(torch, options.dtype),
+    )  # fmt: skip
+    base = TrainConfig(
+        model=options.model, model_options=options.model_options(), loss=options.loss,
+        epochs=options.epochs, batch_size=options.batch_size, schedule=options.schedule,
+        patience=options.patience, min_delta=options.min_delta, seed=options.seed,
+    )  # fmt: skip
+    storage = open_storage(options.storage, out)
+    return out, dataset, base, storage
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ tune
+def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from optimkit.train.export import export_module
+    from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler
+    from optimkit.tune.tuner import DEFAULT_METRIC
+
+    space = SearchSpace.from_config(options.space, options.optimizer)
+    out, dataset, base, storage = _prepare(options, "runs/tune")
+    metric = options.metric or DEFAULT_METRIC[dataset.task]
+    from optimkit.metrics import get_metric
+
+    direction = "maximize" if get_metric(metric).greater_is_better else "minimize"
+    multi = len(options.objectives) > 1
+    directions = [direction] + ["minimize"] * (len(options.objectives) - 1)
+    sampler = make_sampler(options.sampler, space, options.seed, options.grid_points, multi)
+    pruner = make_pruner(options.pruner if not multi else "none", options.epochs)
+    name = options.study_name or f"{dataset.name}-{options.model}-{options.optimizer or 'mixed'}"
+    mirror = StudyMirror(storage, name, directions, sampler, pruner)
+    progress = Progress(TextColumn("[bold]tuning[/bold]"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} trials"), TimeElapsedColumn(),
+                        console=Console(stderr=True), disable=not show_progress)  # fmt: skip
+    with progress:
+        bar = progress.add_task("trials", total=options.trials, completed=mirror.resumed)
+        tuner = Tuner(
+            dataset, base, space, mirror, trials=options.trials, timeout=options.timeout,
+            population=options.population, metric=metric, objectives=tuple(options.objectives),
+            target=options.target_value,
+            on_trial=lambda done, total: progress.update(
+                bar, completed=sum(t.state.is_finished() for t in mirror.study.trials)),
+        )  # fmt: skip
+        result = tuner.run()
+    summary: dict[str, Any] = {
+        "study": name, "storage": options.storage or str(out / "study.db"),
+        "trials": result.counts, "resumed_trials": mirror.resumed,
+        "failed_on_resume": mirror.failed_on_resume, "metric": metric,
+        "best_trial": result.best_number, "best_value": result.best_value,
+        "best_config": result.best_config, "test": result.test,
+        "seconds": result.seconds, "tuner_overhead_seconds": result.overhead_seconds,
+        "out": str(out),
+    }  # fmt: skip
+    if result.best_module is not None and result.best_trainer is not None:
+        trainer, k = result.best_trainer, result.best_slot
+        export_module(result.best_module, trainer.population.member_spec(k), dataset,
+                      out / "model", hyperparameters=result.best_config or {},
+                      optimizer=trainer.config.optimizer)  # fmt: skip
+    _write_atomic(out / "results.json", jsonlib.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _print_tune(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"study {summary['study']}: best trial by validation {summary['metric']}")
+    table.add_column("")
+    table.add_column("", justify="right")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["trials"].items()))
+    table.add_row("trials", counts)
+    if summary["best_trial"] is None:
+        table.add_row("best trial", "none trained in this run")
+    else:
+        table.add_row("best trial", str(summary["best_trial"]))
+        table.add_row(f"val {summary['metric']}", f"{summary['best_value']:.4f}")
+        for k, v in summary["test"].items():
+            table.add_row(f"test {k}", f"{v:.4f}")
+        for k, v in (summary["best_config"] or {}).items():
+            table.add_row(k, _fmt(v))
+    table.add_row("wall time", f"{summary['seconds']:.1f} s "
+                               f"(tuner overhead {summary['tuner_overhead_seconds']:.2f} s)")  # fmt: skip
+    console.print(table)
+    console.print(f"study in {summary['storage']}; results and best model in {summary['out']}")
+
+
+# ------------------------------------------------------------------------------------ compare
+def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str, Any]:
+    from rich.console import Console
+
+    from optimkit.tune.compare import compare as run
+    from optimkit.tune.space import OPTIMIZER_NAMES
+
+    for name in options.optimizers:
+        if name not in OPTIMIZER_NAMES:
+            raise UsageError(f"optimizers: unknown name {name!r}; valid: "
+                             f"{', '.join(OPTIMIZER_NAMES)}")  # fmt: skip
+    out, dataset, base, storage = _prepare(options, "runs/compare")
+    target = options.target_value
+    if target is None and dataset.task == "classification":
+        target = 0.97
+    console = Console(stderr=True, quiet=not show_progress)
+    with console.status("starting") as status:
+        tournament = run(
+            dataset, base, options.optimizers, storage,
+            study_prefix=options.study_name or f"{dataset.name}-{options.model}",
+            trials=options.trials, population=options.population, seeds=options.seeds,
+            sampler=options.sampler, pruner=options.pruner, metric=options.metric,
+            target=target, seed=options.seed, space=options.space,
+            on_stage=lambda text: status.update(text),
+        )  # fmt: skip
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        tournament.leaderboard.to_csv(staging / "leaderboard.csv", index=False)
+        tournament.curves.to_csv(staging / "curves.csv", index=False)
+        tournament.trials.to_csv(staging / "trials.csv", index=False)
+        _report(tournament, dataset, options, target, staging)
+        for item in staging.iterdir():
+            dest = out / item.name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            os.replace(item, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    board = tournament.leaderboard
+    return {
+        "data": dataset.name, "model": options.model, "metric": options.metric or "accuracy",
+        "target": target, "seconds": tournament.seconds, "out": str(out),
+        "leaderboard": board.to_dict(orient="records"),
+    }  # fmt: skip
+
+
+def _report(tournament, dataset, options: CompareOptions, target, folder: Path) -> None:
+    """The HTML/PNG report, when optimkit.report is available."""
+    try:
+        from optimkit import report
+    except ImportError:
+        return
+    report.write_tournament_report(tournament, dataset, options, target, folder)
+
+
+def _print_compare(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"optimizer tournament on {summary['data']} ({summary['model']}): "
+                        f"test {summary['metric']} over seeds")  # fmt: skip
+    for col in ("rank", "optimizer", "test mean", "± std", "val mean", "to target (s)",
+                "epochs to target", "best params"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("optimizer", "best params") else "right")
+    for row in summary["leaderboard"]:
+        table.add_row(
+            str(row["rank"]), row["optimizer"], f"{row['test_mean']:.4f}",
+            f"{row['test_std']:.4f}", f"{row['val_mean']:.4f}",
+            _fmt(row["time_to_target_mean"]), _fmt(row["epochs_to_target_mean"]),
+            ", ".join(f"{k}={_fmt(v)}" for k, v in row["best_params"].items()),
+        )  # fmt: skip
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    console.print(f"{summary['seconds']:.0f} s; leaderboard, report and study in {summary['out']}")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "—" if v != v else f"{v:.3g}"
+    if isinstance(v, tuple | list):
+        return ",".join(_fmt(x) for x in v)
+    return str(v)
