@@ -48,7 +48,7 @@ def tune(
     population: Annotated[int | None, Opt(help="Members trained at once (default 64).")] = None,
     storage: Annotated[
         str | None, Opt(help="SQLAlchemy URL or journal file (default: OUT/study.db).")
-    ] = None,  # fmt: skip
+    ] = None,
     study_name: Text = None,
     metric: Annotated[str | None, Opt(help="Validation metric to optimize.")] = None,
     objectives: Annotated[str | None, Opt(help="metric[,seconds][,params] (NSGA-II).")] = None,
@@ -79,7 +79,7 @@ def compare(
             "momentum, nesterov, adagrad, rmsprop, adam, "
             "adamw)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     trials: Annotated[int | None, Opt(help="Tuning trials per optimizer (default 16).")] = None,
     seeds: Annotated[int | None, Opt(help="Seeds for each optimizer's best (default 5).")] = None,
     sampler: Text = None,
@@ -90,7 +90,7 @@ def compare(
     metric: Text = None,
     target_metric: Annotated[
         float | None, Opt("--target-value", help="Val metric to reach (default: 0.97 accuracy).")
-    ] = None,  # fmt: skip
+    ] = None,
     epochs: Int = None,
     batch_size: Int = None,
     seed: Int = None,
@@ -225,8 +225,8 @@ def _print_tune(summary: dict[str, Any]) -> None:
             table.add_row(f"test {k}", f"{v:.4f}")
         for k, v in (summary["best_config"] or {}).items():
             table.add_row(k, _fmt(v))
-    table.add_row("wall time", f"{summary['seconds']:.1f} s "
-                               f"(tuner overhead {summary['tuner_overhead_seconds']:.2f} s)")  # fmt: skip
+    overhead = summary["tuner_overhead_seconds"]
+    table.add_row("wall time", f"{summary['seconds']:.1f} s (tuner overhead {overhead:.2f} s)")
     console.print(table)
     console.print(f"study in {summary['storage']}; results and best model in {summary['out']}")
 

@@ -63,8 +63,10 @@ def compare(
             on_stage(f"tuning {name}")
         sp = SearchSpace.from_config(space, name)
         direction = _direction(dataset, metric)
-        mirror = StudyMirror(storage, f"{study_prefix}-{name}", [direction],
-                             make_sampler(sampler, sp, seed), make_pruner(pruner, base.epochs))  # fmt: skip
+        mirror = StudyMirror(
+            storage, f"{study_prefix}-{name}", [direction], make_sampler(sampler, sp, seed),
+            make_pruner(pruner, base.epochs),
+        )  # fmt: skip
         tuner = Tuner(dataset, base, sp, mirror, trials=trials, population=population,
                       metric=metric, target=target)  # fmt: skip
         result = tuner.run()
