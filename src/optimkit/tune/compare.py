@@ -174,7 +174,7 @@ def _importance(study: optuna.Study) -> dict[str, float]:
         return {}
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        return {k: float(v) for k, v in
-                optuna.importance.get_param_importances(study, evaluator=evaluator).items()}  # fmt: skip
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        return {k: float(v) for k, v in found.items()}
     except (RuntimeError, ValueError):
         return {}
