@@ -115,7 +115,9 @@ class Tuner:
         self.on_trial = on_trial
         self.pools: list[Pool] = []
         self.pending: dict[tuple, list[tuple[optuna.Trial, dict[str, Any]]]] = defaultdict(list)
-        self.asked = sum(1 for t in self.study.trials if t.state.is_finished())
+        # the budget counts trials that ran to an end; failed ones (e.g. interrupted) are not
+        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        self.asked = sum(1 for t in self.study.trials if t.state in done)
         self.incumbent: Incumbent | None = None
         self.overhead = 0.0
         self.start = 0.0

@@ -1,0 +1,3 @@
+from optimkit.cli import main
+
+main()
