@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from optimkit.cli import app
