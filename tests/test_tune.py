@@ -80,8 +80,11 @@ def test_define_by_run_space_with_optimizer_choice():
 def test_study_round_trips_through_optuna_load_study(iris, tmp_path, storage):
     spec = None if storage is None else str(tmp_path / "study.log")
     result = _tune(iris, tmp_path, trials=7, population=3, storage=spec)
-    loaded_storage = f"sqlite:///{tmp_path / 'study.db'}" if spec is None else \
-        optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(spec))  # fmt: skip
+    if spec is None:
+        loaded_storage = f"sqlite:///{tmp_path / 'study.db'}"
+    else:
+        backend = optuna.storages.journal.JournalFileBackend(spec)
+        loaded_storage = optuna.storages.JournalStorage(backend)
     study = optuna.load_study(study_name="s", storage=loaded_storage)
     live = {t.number: t for t in result.study.trials}
     assert len(study.trials) == 7 == len(live)
