@@ -216,6 +216,27 @@ def test_float32_predictions_equal_the_plain_module():
     np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_matches_cpu_fit():
+    X, y = _standardized(load_wine)
+    params = {
+        "hidden": (8,),
+        "lr": 0.01,
+        "epochs": 5,
+        "batch_size": 0,
+        "dtype": "float64",
+        "random_state": 2,
+    }
+    cpu = OptimkitClassifier(**params).fit(X, y)
+    gpu = OptimkitClassifier(device="cuda", **params).fit(X, y)
+    assert next(gpu.module_.parameters()).device.type == "cuda"
+    np.testing.assert_allclose(
+        gpu.decision_function(X), cpu.decision_function(X), rtol=1e-9, atol=1e-9
+    )
+    again = pickle.loads(pickle.dumps(gpu))
+    np.testing.assert_array_equal(again.predict_proba(X), gpu.predict_proba(X))
+
+
 # ------------------------------------------------------------------------------ oracle: sklearn
 def test_logistic_regression_reaches_sklearn_optimum():
     """Full-batch L2 logistic regression without intercept lands on LogisticRegression's w*.

@@ -25,6 +25,10 @@ training data), ``patience`` (if set) watches that training loss, and the last w
 kept. The test part, which the trainer evaluates once at the end and which may not be empty,
 is the val part again.
 
+Both estimators pass scikit-learn's ``check_estimator`` (all checks, scikit-learn 1.9; see
+tests/test_sklearn.py), work in Pipelines and GridSearchCV, and are deterministic for an int
+``random_state``. Predictions are computed in float64 whatever ``dtype`` trained the model.
+
 Objective: the trainer minimizes the mean loss over the rows (logistic/BCE for two classes
 with one logit, cross-entropy for more, MSE by default for regression) plus, with
 ``weight_decay`` (torch.optim's coupled L2, applied to every parameter, biases included),
@@ -265,9 +269,10 @@ class _OptimkitEstimator(BaseEstimator):
         self.best_epoch_: int = int(trainer.early.best_epoch[0]) + 1
         self.status_: str = trainer.status_names()[0]
         if self.status_ == "failed":
+            kept = "best validation epoch" if self.early_stopping else "last finite epoch"
             warnings.warn(
                 f"{type(self).__name__}: training diverged ({trainer.failure[0]}); the weights "
-                "of the last finite epoch are kept. Try a smaller lr.",
+                f"of the {kept} are kept. Try a smaller lr.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -306,7 +311,8 @@ class OptimkitClassifier(ClassifierMixin, _OptimkitEstimator):
     Fitted attributes: classes_, n_features_in_ (and feature_names_in_ for a DataFrame),
     module_ (the trained nn.Module, eval mode), n_iter_ (epochs trained), loss_curve_ (mean
     training loss per epoch), history_ (one DataFrame row per epoch), best_epoch_ (the
-    epoch with the best monitored loss, 1-based), status_ (finished, stopped or failed).
+    epoch with the best monitored loss, 1-based; 0 if none was finite), status_ (finished,
+    stopped or failed).
     """
 
     _task = "classification"
