@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# The main job: an optimizer tournament on digits (7 optimizers, same budget, 5 seeds each).
 demo: setup
-	$(PY) -m optimkit.demo
+	rm -rf runs/demo
+	$(VENV)/bin/optimkit compare --data digits --model mlp --out runs/demo
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -258,7 +258,6 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
         )  # fmt: skip
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
-        tournament.leaderboard.to_csv(staging / "leaderboard.csv", index=False)
         tournament.curves.to_csv(staging / "curves.csv", index=False)
         tournament.trials.to_csv(staging / "trials.csv", index=False)
         _report(tournament, dataset, options, target, staging)
@@ -278,12 +277,27 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
 
 
 def _report(tournament, dataset, options: CompareOptions, target, folder: Path) -> None:
-    """The HTML/PNG report, when optimkit.report is available."""
-    try:
-        from optimkit import report
-    except ImportError:
-        return
-    report.write_tournament_report(tournament, dataset, options, target, folder)
+    """leaderboard.csv, report.html and the PNG figures (optimkit.report)."""
+    import datetime
+
+    from optimkit import __version__
+    from optimkit.report import TournamentResult, write_report
+    from optimkit.tune.tuner import DEFAULT_METRIC
+
+    metric = options.metric or DEFAULT_METRIC[dataset.task]
+    from optimkit.metrics import get_metric
+
+    meta = {
+        "dataset": dataset.name, "task": dataset.task, "model": options.model,
+        "metric": metric, "greater_is_better": get_metric(metric).greater_is_better,
+        "target": target, "trials": options.trials, "epochs": options.epochs,
+        "seeds": options.seeds, "sampler": options.sampler, "pruner": options.pruner,
+        "wall_time": tournament.seconds, "version": __version__,
+        "date": datetime.date.today().isoformat(),
+    }  # fmt: skip
+    result = TournamentResult(meta, tournament.leaderboard, tournament.curves, tournament.trials,
+                              tournament.importance)  # fmt: skip
+    write_report(result, folder)
 
 
 def _print_compare(summary: dict[str, Any]) -> None:

@@ -256,7 +256,7 @@ class Tuner:
         ):  # fmt: skip
             self.first_target = time.perf_counter() - self.start
         if self.incumbent is None or self._better(value, self.incumbent.value):
-            config = dict(self.study.trials[number].params)
+            config = full_config(self.space, self.study.trials[number].params)
             config["seed"] = pool.trainer.members[k]["seed"]
             self.incumbent = Incumbent(number, value, config, pool.trainer.member_module(k),
                                        pool.trainer, k)  # fmt: skip
@@ -292,6 +292,11 @@ class Tuner:
             best_slot=inc.slot if inc else None, metric=self.metric,
             time_to_target=self.first_target,
         )  # fmt: skip
+
+
+def full_config(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's whole configuration (fixed values and optimizer flags too) from its params."""
+    return space.suggest(optuna.trial.FixedTrial(params))
 
 
 def member_of(config: dict[str, Any]) -> dict[str, Any]:
