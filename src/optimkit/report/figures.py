@@ -17,6 +17,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
 
 from optimkit.report.data import TournamentResult
 from optimkit.report.formatting import (
@@ -68,7 +69,8 @@ def _png(build: Callable[[TournamentResult], Figure], result: TournamentResult) 
     with mpl.rc_context(STYLE):
         fig = build(result)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.15)
+        fig.get_layout_engine().set(w_pad=0.08, h_pad=0.08)
+        fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
@@ -260,6 +262,7 @@ def lr_sensitivity_figure(result: TournamentResult) -> Figure:
         ax.axhline(result.meta["target"], **TARGET_STYLE)
         ax.set_title(name, color=c)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())  # minor log ticks: clutter, and slow
         if use_log:
             ax.set_yscale("log")
     for i, ax in enumerate(axes[: len(names)]):

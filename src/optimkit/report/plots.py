@@ -107,7 +107,7 @@ def curves_plot(result: TournamentResult) -> go.Figure:
                     hoverinfo="skip",
                     legendgroup=name,
                     showlegend=False,
-                    name=f"{name} band",
+                    name=html.escape(f"{name} band"),
                 ),
                 row=1,
                 col=c_idx,
@@ -118,7 +118,7 @@ def curves_plot(result: TournamentResult) -> go.Figure:
                     y=b["mean"],
                     mode="lines",
                     line={"color": col[name], "width": 2.4},
-                    name=name,
+                    name=html.escape(name),
                     legendgroup=name,
                     showlegend=c_idx == 1,
                     customdata=np.stack([b["lo"], b["hi"], b["n"]], axis=1),
@@ -203,7 +203,7 @@ def lr_plot(result: TournamentResult) -> go.Figure:
         cols=ncols,
         shared_xaxes="all",
         shared_yaxes="all",
-        subplot_titles=names,
+        subplot_titles=[html.escape(n) for n in names],
         horizontal_spacing=0.025,
         vertical_spacing=0.16 / nrows,
     )
@@ -266,7 +266,7 @@ def lr_plot(result: TournamentResult) -> go.Figure:
                     x=rows["lr"],
                     y=rows["value"],
                     mode="markers",
-                    name=f"{name} {kind}",
+                    name=html.escape(f"{name} {kind}"),
                     showlegend=False,
                     opacity=opacity,
                     marker=marker,
@@ -326,16 +326,19 @@ def importance_plot(result: TournamentResult) -> go.Figure:
     importances, one color per hyperparameter; notes where there is nothing to rank."""
     frame, notes = importance_matrix(result)
     pcol = param_colors(list(frame.columns))
-    labels = [f"{r}. {o}" for r, o in zip(result.leaderboard["rank"], frame.index, strict=True)]
+    labels = [
+        f"{r}. {html.escape(o)}"
+        for r, o in zip(result.leaderboard["rank"], frame.index, strict=True)
+    ]
     fig = go.Figure()
     for param in frame.columns:
         vals = frame[param].to_numpy()
         fig.add_trace(
             go.Bar(
-                x=vals,
+                x=[v if v > 0 else None for v in vals],  # no zero-width bars for absent params
                 y=labels,
                 orientation="h",
-                name=param,
+                name=html.escape(param),
                 marker={"color": pcol[param], "line": {"color": "white", "width": 1}},
                 text=[_segment_label(param, v) for v in vals],
                 textposition="inside",
