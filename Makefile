@@ -8,9 +8,10 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: setup demo test lint format bench
 
-# Debian packages: Fashion-MNIST's idx files (apt-get needs root, as on CI; skipped if present).
-SYSTEM_PACKAGES := dataset-fashion-mnist
-SYSTEM_CHECK := test -d /usr/share/datasets/fashion-mnist
+# Debian packages (apt-get needs root, as on CI; skipped when present): Fashion-MNIST's idx
+# files, and Chromium for the headless browser test of the HTML report.
+SYSTEM_PACKAGES := dataset-fashion-mnist chromium
+SYSTEM_CHECK := test -d /usr/share/datasets/fashion-mnist && command -v chromium >/dev/null
 
 $(STAMP): pyproject.toml Makefile
 	$(SYSTEM_CHECK) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES))
