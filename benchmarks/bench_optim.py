@@ -186,9 +186,9 @@ def run_population(threads: int, repeats: int, sample: float, compile_: bool, cl
     ours = [n for n in t if n.startswith("optimkit")]
     best = min(torch_names, key=t.__getitem__)
     table = Table(
-        title=f"Population, one Adam step for K = {K} members of a 64-128-10 MLP "
-        f"(9,610 parameters each), {threads} thread(s), median of {repeats} ({clock} clock); "
-        f"best torch option: {best}"
+        title=f"Population: one Adam step, K = {K} members of a 64-128-10 MLP (9,610 parameters "
+        f"each), {threads} thread(s), median of {repeats} ({clock} clock)",
+        caption=f"best torch option: {best}",
     )
     for c in ("variant", "ms", "speed-up vs 64 x torch default", "vs best torch"):
         table.add_column(c, justify="left" if c == "variant" else "right")

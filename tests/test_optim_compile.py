@@ -7,6 +7,8 @@ hyperparameters; `adam_update_` with precomputed coefficients for populations, e
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -91,6 +93,31 @@ def test_layouts_torchs_kernel_cannot_take_fall_back_to_the_general_path():
         ref.step()
     for a, b in zip((p, w), twins, strict=True):
         assert (a - b).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("population_path", [False, True], ids=["torch kernel", "per-member"])
+def test_resumes_from_a_torch_optim_state_dict(population_path):
+    """torch's state (0-d float32 step, groups without optimkit's keys) loads and continues."""
+    shapes = [(4, 3), (3,)]
+    theirs = [torch.randn(s, dtype=f64).requires_grad_() for s in shapes]
+    ref = torch.optim.Adam(theirs, lr=0.01, weight_decay=0.1)
+    grads = _grads(shapes, 10, seed=6)
+    for gs in grads[:5]:
+        for q, g in zip(theirs, gs, strict=True):
+            q.grad = g.clone()
+        ref.step()
+    ours = [q.detach().clone().requires_grad_() for q in theirs]
+    opt = ok.Adam(ours, lr=0.01, weight_decay=0.1)
+    opt.load_state_dict(copy.deepcopy(ref.state_dict()))
+    if population_path:  # a tensor lr (as a schedule may write) takes the per-member path
+        opt.param_groups[0]["lr"] = torch.tensor(0.01, dtype=f64)
+    for gs in grads[5:]:
+        for p, q, g in zip(ours, theirs, gs, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    for p, q in zip(ours, theirs, strict=True):
+        assert (p - q).abs().max().item() <= 1e-12
 
 
 def test_fused_option_is_validated():

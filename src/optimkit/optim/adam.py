@@ -217,7 +217,9 @@ class Adam(PopulationOptimizer):
         if not lifted:
             params, grads, states = self.lift(params, grads, states)
             m, v, *vmax = [[s[n] for s in states] for n in names]
-        coef = adam_coefficients(torch.stack(steps), hp, decoupled)
+        # [P, K] float64 (a step loaded from torch.optim's state_dict is a 0-d float32)
+        t = torch.stack(steps).to(torch.float64).reshape(len(steps), -1)
+        coef = adam_coefficients(t, hp, decoupled)
         update: Any = adam_update_
         scratch: list[Tensor] | None = None
         if self.compile:

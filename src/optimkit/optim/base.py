@@ -249,9 +249,10 @@ def _update_group(transform: Transform, params, grads, states, hp) -> None:
 
 def prox_l1_group_(params: list[Tensor], hp: dict[str, Any]) -> None:
     """The ``l1`` option: p <- prox of lr * l1 * ||p||_1 after the update (nothing when 0)."""
-    if not is_zero(hp["l1"]):
+    l1 = hp.get("l1", 0.0)  # absent from a group loaded from torch.optim's state_dict
+    if not is_zero(l1):
         for p in params:
-            clipping.prox_l1_(p, hp["lr"] * hp["l1"])
+            clipping.prox_l1_(p, hp["lr"] * l1)
 
 
 def _as_tensor(value: Any, device: torch.device) -> Any:
