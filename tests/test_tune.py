@@ -196,3 +196,33 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
         assert any(u.params == t.params and u.state == optuna.trial.TrialState.COMPLETE
                    for u in after if u.number > t.number)  # fmt: skip
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == 40
+
+
+@pytest.mark.parametrize("sampler", ["grid", "qmc", "gp", "cmaes", "tpe"])
+def test_every_sampler_runs_a_study(iris, tmp_path, sampler):
+    result = _tune(iris, tmp_path, trials=4, population=2, epochs=1, sampler=sampler)
+    assert result.counts == {"complete": 4}
+    assert (
+        type(result.study.sampler)
+        .__name__.lower()
+        .startswith(
+            {"grid": "grid", "qmc": "qmc", "gp": "gp", "cmaes": "cmaes", "tpe": "tpe"}[sampler]
+        )
+    )
+
+
+def test_nsga2_trades_the_metric_against_parameter_count(iris, tmp_path):
+    sp = SearchSpace.from_config({"hidden": {"choices": [[4], [16], [32, 32]]}}, "adam")
+    mirror = StudyMirror(open_storage(None, tmp_path), "mo", ["maximize", "minimize"],
+                         make_sampler("nsga2", sp, 0, multi=True), make_pruner("none", 2))  # fmt: skip
+    base = TrainConfig(model="mlp", epochs=2, batch_size=16)
+    result = Tuner(iris, base, sp, mirror, trials=6, population=6,
+                   objectives=("metric", "params")).run()  # fmt: skip
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.directions) == 2 and len(study.trials) == 6
+    widths = {"4": 4 * 4 + 4 + 4 * 3 + 3, "16": 16 * 4 + 16 + 16 * 3 + 3,
+              "32-32": 32 * 4 + 32 + 32 * 32 + 32 + 32 * 3 + 3}  # fmt: skip
+    for t in study.trials:
+        assert t.values[1] == widths[t.params["hidden"]]  # exact parameter count per member
+    assert study.best_trials  # a Pareto front
+    assert result.counts == {"complete": 6}

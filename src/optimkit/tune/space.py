@@ -98,6 +98,8 @@ class Param:
                       for i in range(points)]  # fmt: skip
         else:
             values = [lo + i * (hi - lo) / (points - 1) for i in range(points)]
+        values = [min(max(v, lo), hi) for v in values]  # no rounding past the ends
+        values[0], values[-1] = lo, hi
         return sorted({round(v) for v in values}) if self.integer else values
 
 

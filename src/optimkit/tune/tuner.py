@@ -40,6 +40,7 @@ class Pool:
     trainer: PopulationTrainer
     trials: list[optuna.Trial | None]
     seconds: list[float] = field(default_factory=list)
+    curves: list[list[float]] = field(default_factory=list)
 
     def free_slots(self) -> list[int]:
         return [k for k, t in enumerate(self.trials) if t is None]
@@ -156,7 +157,7 @@ class Tuner:
                         break
                     trial, config = queue.pop(0)
                     pool.trainer.replace_member(k, member_of(config))
-                    pool.trials[k], pool.seconds[k] = trial, 0.0
+                    pool.trials[k], pool.seconds[k], pool.curves[k] = trial, 0.0, []
             if queue:
                 self.pools.append(self._new_pool(shape, queue))
             del self.pending[shape]
@@ -180,7 +181,8 @@ class Tuner:
             monitor=f"val_{self.metric}", checkpoint_every=None,
         )  # fmt: skip
         trainer = PopulationTrainer(self.dataset, config, members)
-        return Pool(shape, trainer, [t for t, _ in queue], [0.0] * len(queue))
+        n = len(queue)
+        return Pool(shape, trainer, [t for t, _ in queue], [0.0] * n, [[] for _ in range(n)])
 
     # ------------------------------------------------------------------------------ stepping
     def _step(self, pool: Pool) -> None:
@@ -199,7 +201,10 @@ class Tuner:
                 continue
             pool.seconds[k] += share
             if status[k] != FAILED and math.isfinite(values[k]):
-                trial.report(values[k], step=epochs[k])
+                if len(self.objectives) == 1:
+                    trial.report(values[k], step=epochs[k])
+                else:  # Optuna keeps no intermediate values for several objectives
+                    pool.curves[k].append(values[k])
             if status[k] == RUNNING:
                 if len(self.objectives) == 1 and trial.should_prune():
                     trainer.stop_member(k)
@@ -224,6 +229,8 @@ class Tuner:
         }  # fmt: skip
         if trainer.failure[k]:
             attrs["failure_reason"] = trainer.failure[k]
+        if len(self.objectives) > 1:
+            attrs["curve"] = pool.curves[k]
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         values: list[float] | None = None
