@@ -213,8 +213,14 @@ def test_every_sampler_runs_a_study(iris, tmp_path, sampler):
 
 def test_nsga2_trades_the_metric_against_parameter_count(iris, tmp_path):
     sp = SearchSpace.from_config({"hidden": {"choices": [[4], [16], [32, 32]]}}, "adam")
-    mirror = StudyMirror(open_storage(None, tmp_path), "mo", ["maximize", "minimize"],
-                         make_sampler("nsga2", sp, 0, multi=True), make_pruner("none", 2))  # fmt: skip
+    sampler = make_sampler("nsga2", sp, 0, multi=True)
+    mirror = StudyMirror(
+        open_storage(None, tmp_path),
+        "mo",
+        ["maximize", "minimize"],
+        sampler,
+        make_pruner("none", 2),
+    )
     base = TrainConfig(model="mlp", epochs=2, batch_size=16)
     result = Tuner(iris, base, sp, mirror, trials=6, population=6,
                    objectives=("metric", "params")).run()  # fmt: skip
