@@ -12,6 +12,7 @@ import math
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -40,7 +41,7 @@ from optimkit.report.summary import (
     lr_points,
 )
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 10,
     "axes.titlesize": 11,
@@ -60,16 +61,22 @@ STYLE = {
     "legend.frameon": False,
     "savefig.dpi": 150,
     "savefig.facecolor": "white",
+    "figure.constrained_layout.w_pad": 0.08,
+    "figure.constrained_layout.h_pad": 0.08,
 }
-TARGET_STYLE = {"color": "#555555", "linestyle": (0, (4, 3)), "linewidth": 1.0, "zorder": 1}
+TARGET_STYLE: dict[str, Any] = {
+    "color": "#555555",
+    "linestyle": (0, (4, 3)),
+    "linewidth": 1.0,
+    "zorder": 1,
+}
 MUTED = "#777777"
 
 
 def _png(build: Callable[[TournamentResult], Figure], result: TournamentResult) -> bytes:
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
         fig = build(result)
         buf = io.BytesIO()
-        fig.get_layout_engine().set(w_pad=0.08, h_pad=0.08)
         fig.savefig(buf, format="png")
     return buf.getvalue()
 
@@ -228,7 +235,11 @@ def lr_sensitivity_figure(result: TournamentResult) -> Figure:
     nrows = max(math.ceil(len(names) / ncols), 1)
     fig = Figure(figsize=(3.7 * ncols + 0.4, 3.0 * nrows + 1.2), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
-    shown = np.concatenate([np.concatenate([v["complete"], v["pruned"]]) for v in points.values()])
+    shown = np.concatenate(
+        [v["complete"] for v in points.values()]
+        + [v["pruned"] for v in points.values()]
+        + [np.empty(0, int)]
+    )
     best = set(best_trials(result))
     use_log = log_y(result, t["value"].to_numpy(dtype=float))
     for ax in axes[len(names) :]:

@@ -192,7 +192,7 @@ def _bullet_scale(result: TournamentResult) -> tuple[float, float]:
 def _params_html(params: dict[str, Any]) -> str:
     if not params:
         return f'<span class="muted">{NA}</span>'
-    return "".join(
+    return " ".join(
         f'<span class="param"><b>{_e(k)}</b> {_e(fmt_value(v))}</span>' for k, v in params.items()
     )
 

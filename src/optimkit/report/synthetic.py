@@ -45,7 +45,7 @@ def _sample_param(rng: np.random.Generator, name: str) -> float:
 
 
 def _seed_run(
-    rng: np.random.Generator, profile: tuple[float, ...], epochs: int, patience: int
+    rng: np.random.Generator, profile: tuple[Any, ...], epochs: int, patience: int
 ) -> pd.DataFrame:
     a, tau, sec = (
         profile[0] + rng.normal(0, 0.0025),
@@ -98,10 +98,10 @@ def _trials(
         value = a - penalty + rng.normal(0, 0.003)
         state, n_epochs = "complete", int(rng.integers(epochs // 2, epochs + 1))
         if lr > 40 * lr_best:  # diverged: chance level, or a NaN loss that fails the trial
-            value, n_epochs = 0.1 + rng.uniform(0, 0.03), int(rng.integers(1, 4))
+            value, n_epochs = 0.1 + rng.uniform(0, 0.03), int(rng.integers(1, min(4, epochs) + 1))
             state = "fail" if rng.random() < 0.5 else "pruned"
         elif t >= 5 and value < a - 0.06 and rng.random() < 0.8:
-            state, n_epochs = "pruned", int(rng.integers(3, epochs // 2))
+            state, n_epochs = "pruned", int(rng.integers(1, max(2, epochs // 2)))
             value -= rng.uniform(0, 0.02)
         if state == "complete" and value > best_value:
             best_lr, best_value = lr, value
@@ -137,6 +137,8 @@ def synthetic_result(
         tf = _trials(rng, name, profile, trials, epochs)
         trial_frames.append(tf)
         done = tf[tf["state"] == "complete"]
+        if done.empty:  # a tiny budget may prune everything: take the best finished trial
+            done = tf[tf["value"].notna()]
         best = done.loc[done["value"].idxmax()]
         best_params = {k: float(best[k]) for k in ("lr", *profile[4])}
         tests, vals, times, eps = [], [], [], []
