@@ -146,14 +146,23 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, space: Mapping[str, Any] | None, optimizer: str | None) -> SearchSpace:
-        """The optimizer's default space, updated with (or replaced by) a config's space."""
+    def from_config(
+        cls,
+        space: Mapping[str, Any] | None,
+        optimizer: str | None,
+        *,
+        replace_defaults: bool = False,
+    ) -> SearchSpace:
+        """The optimizer's default space updated with a config's space, or with
+        `replace_defaults=True` the config's space alone (only the names it gives are
+        searched; the others keep the optimizer's defaults)."""
         if optimizer is not None and optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"optimizer: unknown name {optimizer!r}; valid: "
                              f"{', '.join(OPTIMIZER_NAMES)}")  # fmt: skip
         merged: dict[str, Any] = {}
         if optimizer is not None:
-            merged.update(DEFAULT_SPACES[optimizer])
+            if not replace_defaults:
+                merged.update(DEFAULT_SPACES[optimizer])
             merged["optimizer"] = optimizer
         for key, spec in (space or {}).items():
             key = str(key).replace("-", "_")
