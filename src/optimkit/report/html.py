@@ -56,7 +56,8 @@ header.hero {
   color: #f8fafc; padding: 34px 0 30px;
 }
 .eyebrow { text-transform: uppercase; letter-spacing: .12em; font-size: 12px; opacity: .75; }
-h1#verdict { font-size: 28px; line-height: 1.25; margin: 8px 0 6px; font-weight: 700; }
+h1#verdict { font-size: 28px; line-height: 1.25; margin: 8px 0 6px; font-weight: 700;
+  text-wrap: pretty; }
 .sub { margin: 0 0 18px; font-size: 16px; opacity: .85; }
 .chips { display: flex; flex-wrap: wrap; gap: 8px; list-style: none; margin: 0; padding: 0; }
 .chips li {
@@ -96,7 +97,7 @@ th { text-align: left; color: var(--muted); font-weight: 600; font-size: 11.5px;
 td { padding: 9px 8px; border-bottom: 1px solid var(--line); vertical-align: middle; }
 td.cfg { min-width: 230px; line-height: 1.9; }
 td.num { font-variant-numeric: tabular-nums; white-space: nowrap; text-align: right; }
-th.num { text-align: right; }
+th.num { text-align: right; white-space: nowrap; }
 tr.winner td { background: #fbf7ea; }
 tbody tr:hover td { background: #f6f8fb; }
 .rank { display: inline-flex; width: 28px; height: 28px; border-radius: 50%;
@@ -211,7 +212,7 @@ def leaderboard_table(result: TournamentResult) -> str:
         f'<th class="num">Test {metric}</th><th title="{arrow}; dashed: target">spread</th>'
         f'<th class="num">Val {metric}</th><th class="num">Time to {target}</th>'
         f'<th class="num">Epochs to {target}</th><th class="num">Reached</th>'
-        '<th class="num">Trials</th><th>Best configuration</th>'
+        "<th>Best configuration</th>"
     )
     rows = []
     best_rank = int(board["rank"].min())
@@ -233,7 +234,6 @@ def leaderboard_table(result: TournamentResult) -> str:
             f'<td class="num">{fmt_seconds(float(r["time_to_target_mean"]))}</td>'
             f'<td class="num">{fmt_number(epochs, 0 if float(epochs).is_integer() else 1)}</td>'
             f'<td class="num {reached_cls}">{seeds_reached(result, frac)}</td>'
-            f'<td class="num">{int(r["n_trials"])}</td>'
             f'<td class="cfg">{_params_html(r["best_params"])}</td></tr>'
         )
     return (
@@ -345,7 +345,11 @@ def _protocol(result: TournamentResult) -> str:
             value = fmt_seconds(float(value))
         rows.append(f"<dt>{labels[key]}</dt><dd>{_e(value)}</dd>")
     known = set(labels)
-    rows += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta.items() if k not in known]
+    rows += [
+        f"<dt>{_e(k.replace('_', ' ').capitalize())}</dt><dd>{_e(v)}</dd>"
+        for k, v in meta.items()
+        if k not in known
+    ]
     counts = result.trials.groupby(["optimizer", "state"]).size().unstack(fill_value=0)
     budget_rows = []
     for name in result.optimizers:
