@@ -207,6 +207,7 @@ def curves_figure(result: TournamentResult) -> Figure:
     ax_e.set_ylim(*focus_range(result, bands))
     ax_e.set_xlabel("epoch")
     ax_s.set_xlabel("wall time (s, mean over seeds)")
+    ax_s.set_xlim(left=0)
     ax_e.set_title(f"Val {result.meta['metric']} vs epoch")
     ax_s.set_title(f"Val {result.meta['metric']} vs wall time")
     losses = result.curves["train_loss"].to_numpy()

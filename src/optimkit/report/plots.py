@@ -180,7 +180,7 @@ def curves_plot(result: TournamentResult) -> go.Figure:
     )
     fig.update_yaxes(title_text=curve_label(result, "val_metric"), range=[lo, hi], row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=1)
-    fig.update_xaxes(title_text="wall time (s)", row=1, col=2)
+    fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=1, col=2)
     fig.update_annotations(font={"size": 13, "color": MUTED}, xanchor="left", x=0)
     fig.layout.annotations[1].x = 0.52
     return fig
