@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimkit.optim.base import PopulationOptimizer, _as_tensor, prox_l1_group_
+from optimkit.optim.base import PopulationOptimizer, prox_l1_group_
 from optimkit.optim.hyper import Hyper, bc, is_zero, nonneg
 from optimkit.optim.transforms import (
     HP,
@@ -72,23 +72,38 @@ def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Hyper
     two passes over memory fewer than bias-correcting m and v themselves."""
     beta1, beta2 = hp["betas"]  # type: ignore[misc]
     lr, wd = hp["lr"], hp["weight_decay"]
-    bias2_sqrt = (1 - beta2**steps).sqrt()
+    bias2_sqrt = torch.rsub(torch.pow(beta2, steps), 1).sqrt_()
     return {
         "w1": 1 - beta1,
         "beta2": beta2,
         "w2": 1 - beta2,
         "eps_hat": hp["eps"] * bias2_sqrt,
-        "neg_alpha": -lr * bias2_sqrt / (1 - beta1**steps),
+        "neg_alpha": bias2_sqrt.mul(-lr).div_(torch.rsub(torch.pow(beta1, steps), 1)),
         "weight_decay": wd,
         "decay": 1 - lr * wd if decoupled and not is_zero(wd) else 1.0,
     }
 
 
-def _row(x: Hyper, i: int, like: Tensor) -> Any:
-    """Parameter i's coefficient broadcast against it: row i of a [P, K] tensor, else x."""
-    if isinstance(x, Tensor) and x.dim() == 2:
-        x = x[i]
-    return bc(x, like)
+def per_parameter(coef: dict[str, Any], params: Sequence[Tensor]) -> dict[str, list[Any]]:
+    """Each coefficient broadcast against each parameter: a float as it is; a tensor cast to
+    the parameter's dtype (once per dtype) and viewed [K, 1, ..., 1], row i of a [P, K] one."""
+    out: dict[str, list[Any]] = {}
+    for name, c in coef.items():
+        if not isinstance(c, Tensor):
+            out[name] = [c] * len(params)
+            continue
+        cast: dict[torch.dtype, Any] = {}
+        views = []
+        for i, p in enumerate(params):
+            if p.dtype not in cast:
+                x = c.to(p.dtype)
+                cast[p.dtype] = x.unbind(0) if x.dim() == 2 else x
+            x = cast[p.dtype]
+            views.append(
+                (x[i] if isinstance(x, tuple) else x).reshape((-1,) + (1,) * (p.dim() - 1))
+            )
+        out[name] = views
+    return out
 
 
 def adam_update_(
@@ -108,29 +123,60 @@ def adam_update_(
     (torch.optim.Adam's update up to rounding). Step counts are not touched. ``scratch``
     (eager) holds a work buffer per parameter for the denominator; under torch.compile leave
     it None, and the whole step becomes one loop over memory."""
+    c = per_parameter(coef, params)
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
         if maximize:
             g = -g
-        wd = coef["weight_decay"]
+        wd = c["weight_decay"][i]
         if decoupled:
             if not is_zero(wd):
-                p.mul_(_row(coef["decay"], i, p))
+                p.mul_(c["decay"][i])
         elif isinstance(wd, Tensor):
-            g = g.addcmul(p, bc(wd, p))  # type: ignore[arg-type]
+            g = g.addcmul(p, wd)
         elif wd != 0:
             g = g.add(p, alpha=wd)
-        m.lerp_(g, _row(coef["w1"], i, m))
-        v.mul_(_row(coef["beta2"], i, v))
-        w2 = coef["w2"]
+        m.lerp_(g, c["w1"][i])
+        v.mul_(c["beta2"][i])
+        w2 = c["w2"][i]
         if isinstance(w2, Tensor):
-            v.addcmul_(g, g * bc(w2, v))
+            v.addcmul_(g, g * w2)
         else:
             v.addcmul_(g, g, value=w2)
         if amsgrad:
             v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
         denom = v.sqrt() if scratch is None else torch.sqrt(v, out=scratch[i])
-        denom.add_(_row(coef["eps_hat"], i, v))
-        p.addcmul_(torch.div(m, denom, out=denom), _row(coef["neg_alpha"], i, p))
+        denom.add_(c["eps_hat"][i])
+        p.addcmul_(torch.div(m, denom, out=denom), c["neg_alpha"][i])
+
+
+def adam_step_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor],
+    exp_avg_sqs: Sequence[Tensor],
+    max_exp_avg_sqs: Sequence[Tensor],
+    steps: Sequence[Tensor],
+    hp: HP,
+    *,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled: bool,
+    scratch: Sequence[Tensor] | None = None,
+) -> dict[str, Hyper]:
+    """A group's whole Adam step: count, `adam_coefficients`, `adam_update_`.
+
+    Returns the coefficients: under torch.compile, outputs are materialized, so the [P, K]
+    coefficients are computed once per step in a small loop rather than again for every
+    vector of the parameters' loop."""
+    torch._foreach_add_(list(steps), 1.0)
+    # [P, K] float64 (a step loaded from torch.optim's state_dict is a 0-d float32)
+    t = torch.stack(list(steps)).to(torch.float64).reshape(len(steps), -1)
+    coef = adam_coefficients(t, hp, decoupled)
+    adam_update_(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, coef, amsgrad=amsgrad,
+        maximize=maximize, decoupled=decoupled, scratch=scratch,
+    )  # fmt: skip
+    return coef
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
@@ -187,6 +233,7 @@ class Adam(PopulationOptimizer):
         )  # fmt: skip
         super().__init__(params, defaults, **extras)
         self._scratch: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        self._scratch_views: dict[tuple[torch.Size, torch.dtype, torch.device], Tensor] = {}
 
     def make_transform(self, group: dict) -> Transform:
         head = [negate()] if group["maximize"] else []
@@ -199,41 +246,35 @@ class Adam(PopulationOptimizer):
             super().update_group(index, group, hp, transform, params, grads, states, lifted)
             return
         amsgrad, decoupled = bool(group["amsgrad"]), bool(group["decoupled_weight_decay"])
-        maximize = bool(group["maximize"])
+        flags = {"amsgrad": amsgrad, "maximize": bool(group["maximize"]), "decoupled": decoupled}
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1.0)
         names = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ()))
         m, v, *vmax = [[s[n] for s in states] for n in names]
-        beta1, beta2 = hp["betas"]
         if self._torch_fused_applies(hp, params, grads, [*m, *v, *(vmax[0] if vmax else [])]):
+            torch._foreach_add_(steps, 1.0)
             fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
+            beta1, beta2 = hp["betas"]
             fused_step(
                 params, grads, m, v, vmax[0] if vmax else [], steps, lr=hp["lr"], beta1=beta1,
                 beta2=beta2, weight_decay=hp["weight_decay"], eps=hp["eps"], amsgrad=amsgrad,
-                maximize=maximize,
+                maximize=flags["maximize"],
             )  # fmt: skip
             prox_l1_group_(params, hp)
             return
         if not lifted:
             params, grads, states = self.lift(params, grads, states)
             m, v, *vmax = [[s[n] for s in states] for n in names]
-        # [P, K] float64 (a step loaded from torch.optim's state_dict is a 0-d float32)
-        t = torch.stack(steps).to(torch.float64).reshape(len(steps), -1)
-        coef = adam_coefficients(t, hp, decoupled)
-        update: Any = adam_update_
+        step: Any = adam_step_
         scratch: list[Tensor] | None = None
         if self.compile:
             key = ("adam", index)
             if key not in self._compiled:
-                self._compiled[key] = torch.compile(adam_update_, fullgraph=True, dynamic=False)
-            update = self._compiled[key]
-            coef = {n: _as_tensor(c, params[0].device) for n, c in coef.items()}
+                self._compiled[key] = torch.compile(adam_step_, fullgraph=True, dynamic=False)
+            step = self._compiled[key]
+            hp = self.hp_tensors(index, hp, params[0].device)
         else:
             scratch = [self._scratch_like(p) for p in params]
-        update(
-            params, grads, m, v, vmax[0] if vmax else [], coef, amsgrad=amsgrad,
-            maximize=maximize, decoupled=decoupled, scratch=scratch,
-        )  # fmt: skip
+        step(params, grads, m, v, vmax[0] if vmax else [], steps, hp, **flags, scratch=scratch)
         prox_l1_group_(params, hp)
 
     def _torch_fused_applies(self, hp, params, grads, buffers) -> bool:
@@ -251,11 +292,17 @@ class Adam(PopulationOptimizer):
     def _scratch_like(self, p: Tensor) -> Tensor:
         """A reusable work buffer shaped like p (one per dtype and device, grown as needed):
         large fresh temporaries would be mapped and page-faulted anew at every step."""
-        key = (p.dtype, p.device)
-        buf = self._scratch.get(key)
-        if buf is None or buf.numel() < p.numel():
-            buf = self._scratch[key] = torch.empty(p.numel(), dtype=p.dtype, device=p.device)
-        return buf[: p.numel()].view(p.shape)
+        key = (p.shape, p.dtype, p.device)
+        view = self._scratch_views.get(key)
+        if view is None:
+            buf = self._scratch.get(key[1:])
+            if buf is None or buf.numel() < p.numel():
+                buf = self._scratch[key[1:]] = torch.empty(
+                    p.numel(), dtype=p.dtype, device=p.device
+                )
+                self._scratch_views.clear()
+            view = self._scratch_views[key] = buf[: p.numel()].view(p.shape)
+        return view
 
 
 class AdamW(Adam):

@@ -73,7 +73,8 @@ class PopulationOptimizer(torch.optim.Optimizer):
         self.normalize_grad = bool(normalize_grad)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.compile = bool(compile)
-        self._compiled: dict[Any, Callable[..., None]] = {}
+        self._compiled: dict[Any, Callable[..., Any]] = {}
+        self._hp_cache: dict[tuple, tuple[Any, Tensor]] = {}
         super().__init__(params, {**defaults, "l1": l1})
         self._check_members()
 
@@ -213,6 +214,33 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 t.copy_(torch.where(member_view(ok, t), t, old))
         return loss
 
+    def hp_tensors(self, index: int, hp: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        """`hp` for compiled code: non-zero floats (and pairs of them) as float64 0-d tensors,
+        so that compiled code is not specialized on their values (a zero stays a float: it
+        removes a term from the graph). One tensor per group and name, refilled in place when
+        the value changes."""
+        out: dict[str, Any] = {}
+        for name, value in hp.items():
+            if isinstance(value, tuple):
+                out[name] = tuple(
+                    self._hp_tensor((index, name, i), v, device) for i, v in enumerate(value)
+                )
+            else:
+                out[name] = self._hp_tensor((index, name), value, device)
+        return out
+
+    def _hp_tensor(self, key: tuple, value: Any, device: torch.device) -> Any:
+        if isinstance(value, Tensor) or is_zero(value):
+            return value
+        cached = self._hp_cache.get(key)
+        if cached is None or cached[1].device != device:
+            cached = (value, torch.tensor(float(value), dtype=torch.float64, device=device))
+            self._hp_cache[key] = cached
+        elif cached[0] != value:
+            cached[1].fill_(float(value))
+            self._hp_cache[key] = (value, cached[1])
+        return cached[1]
+
     def update_group(
         self,
         index: int,
@@ -236,8 +264,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 update = self._compiled[index] = torch.compile(
                     _update_group, fullgraph=True, dynamic=False
                 )
-            hp = {n: _as_tensor(v, params[0].device) for n, v in hp.items()}
-            update(transform, params, grads, states, hp)
+            update(transform, params, grads, states, self.hp_tensors(index, hp, params[0].device))
         else:
             _update_group(transform, params, grads, states, hp)
 
@@ -253,13 +280,3 @@ def prox_l1_group_(params: list[Tensor], hp: dict[str, Any]) -> None:
     if not is_zero(l1):
         for p in params:
             clipping.prox_l1_(p, hp["lr"] * l1)
-
-
-def _as_tensor(value: Any, device: torch.device) -> Any:
-    """Non-zero floats (and pairs of them) as float64 0-d tensors, so compiled code is not
-    specialized on their values (a zero stays a float: it removes a term from the graph)."""
-    if isinstance(value, tuple):
-        return tuple(_as_tensor(v, device) for v in value)
-    if isinstance(value, Tensor) or is_zero(value):
-        return value
-    return torch.tensor(float(value), dtype=torch.float64, device=device)
