@@ -79,16 +79,17 @@ def sklearn_solver(X: np.ndarray, y: np.ndarray) -> Solve:
     return solve
 
 
-def torch_solver(X: np.ndarray, y: np.ndarray, make_opt: Callable, closure_kind: str) -> Solve:
-    """A torch closure-API optimizer on theta = [W, b] ([k, d + 1]), one ``step`` call.
+def make_closures(X: np.ndarray, y: np.ndarray, theta: torch.Tensor, opt) -> dict:
+    """The closures over theta = [W, b] ([k, d + 1]) that the torch optimizers get.
 
-    ``closure_kind``: "cross_entropy" (autograd through ``F.cross_entropy``), "closed form"
-    (loss and gradient computed directly, no autograd), or, for Newton (which differentiates
-    the returned loss twice itself), "newton cross_entropy" / "newton logsumexp" (autograd
-    through a logsumexp over the classes of logits laid out [k, n]).
+    "cross_entropy": autograd through ``F.cross_entropy`` (calls ``backward()``);
+    "closed form": loss and gradient (softmax(Z) - Y) X~ / n + penalty computed directly
+    (no autograd), logits laid out [k, n]; "newton cross_entropy" / "newton logsumexp": the
+    loss alone for Newton, which differentiates it twice itself (logsumexp over dim 0 of the
+    [k, n] logits).
     """
     n, d = X.shape
-    k = int(y.max()) + 1
+    k = theta.shape[0]
     Xa = torch.cat([torch.as_tensor(X), torch.ones(n, 1, dtype=torch.float64)], 1)
     XaT = Xa.T.contiguous()  # [d + 1, n]: logits as [k, n], classes along dim 0
     yt = torch.as_tensor(y)
@@ -96,46 +97,51 @@ def torch_solver(X: np.ndarray, y: np.ndarray, make_opt: Callable, closure_kind:
     pen = torch.full((k, d + 1), 1.0 / (C * n), dtype=torch.float64)
     pen[:, -1] = 0.0  # the intercept is not penalized
 
+    def loss_cross_entropy() -> torch.Tensor:
+        return F.cross_entropy(Xa @ theta.T, yt) + 0.5 * (pen * theta * theta).sum()
+
+    def loss_logsumexp() -> torch.Tensor:
+        Zt = theta @ XaT
+        data = (torch.logsumexp(Zt, 0).sum() - (Zt * YT).sum()) / n
+        return data + 0.5 * (pen * theta * theta).sum()
+
+    def closure_cross_entropy() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_cross_entropy()
+        loss.backward()
+        return loss
+
+    @torch.no_grad()
+    def closure_closed() -> torch.Tensor:
+        # f = mean(logsumexp(z_i) - z_iy) + penalty, grad = (softmax(Z) - Y) X~ / n + ...
+        Zt = theta @ XaT
+        m = Zt.amax(0)
+        E = torch.exp(Zt - m)
+        s = E.sum(0)
+        loss = (m.sum() + torch.log(s).sum() - (Zt * YT).sum()) / n
+        loss = loss + 0.5 * (pen * theta * theta).sum()
+        theta.grad = torch.addmm(pen * theta, E.div_(s).sub_(YT), Xa, alpha=1.0 / n)
+        return loss
+
+    return {
+        "cross_entropy": closure_cross_entropy,
+        "closed form": closure_closed,
+        "newton cross_entropy": loss_cross_entropy,
+        "newton logsumexp": loss_logsumexp,
+    }
+
+
+def torch_solver(X: np.ndarray, y: np.ndarray, make_opt: Callable, closure_kind: str) -> Solve:
+    """A torch closure-API optimizer from theta = 0 with one of :func:`make_closures`'s
+    closures, in one ``step`` call."""
+    k = int(y.max()) + 1
+
     def solve(tol: float):
-        theta = torch.zeros(k, d + 1, dtype=torch.float64, requires_grad=True)
+        theta = torch.zeros(k, X.shape[1] + 1, dtype=torch.float64, requires_grad=True)
         opt = make_opt([theta], tol)
-
-        def loss_cross_entropy() -> torch.Tensor:
-            return F.cross_entropy(Xa @ theta.T, yt) + 0.5 * (pen * theta * theta).sum()
-
-        def loss_logsumexp() -> torch.Tensor:
-            Zt = theta @ XaT
-            data = (torch.logsumexp(Zt, 0).sum() - (Zt * YT).sum()) / n
-            return data + 0.5 * (pen * theta * theta).sum()
-
-        def closure_cross_entropy() -> torch.Tensor:
-            opt.zero_grad()
-            loss = loss_cross_entropy()
-            loss.backward()
-            return loss
-
-        @torch.no_grad()
-        def closure_closed() -> torch.Tensor:
-            # f = mean(logsumexp(z_i) - z_iy) + penalty, grad = (softmax(Z) - Y) X~ / n + ...
-            Zt = theta @ XaT
-            m = Zt.amax(0)
-            E = torch.exp(Zt - m)
-            s = E.sum(0)
-            loss = (m.sum() + torch.log(s).sum() - (Zt * YT).sum()) / n
-            loss = loss + 0.5 * (pen * theta * theta).sum()
-            theta.grad = torch.addmm(pen * theta, E.div_(s).sub_(YT), Xa, alpha=1.0 / n)
-            return loss
-
-        closures = {
-            "cross_entropy": closure_cross_entropy,
-            "closed form": closure_closed,
-            "newton cross_entropy": loss_cross_entropy,
-            "newton logsumexp": loss_logsumexp,
-        }
-        opt.step(closures[closure_kind])
-        st = opt.state[theta]
+        opt.step(make_closures(X, y, theta, opt)[closure_kind])
         W, b = theta.detach()[:, :-1].numpy(), theta.detach()[:, -1].numpy()
-        return W, b, int(st["func_evals"])
+        return W, b, int(opt.state[theta]["func_evals"])
 
     return solve
 

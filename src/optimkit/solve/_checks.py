@@ -55,7 +55,9 @@ def check_finite(name: str, arr: np.ndarray, *, allow_inf: bool = False) -> None
         raise ValueError(f"{name} contains inf; expected finite numbers")
 
 
-def as_bounds(bounds: Any, n: int, default: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def as_bounds(
+    bounds: Any, n: int, default: tuple[float | None, float | None]
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalize ``bounds`` to arrays ``(low, high)`` of length ``n``.
 
     Accepts None (``default`` for every variable), one ``(low, high)`` pair for all variables, a

@@ -129,7 +129,7 @@ class Allocation:
     shadow_prices: dict[str, float] | None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.problem.name, "sense": self.problem.sense}
+        out: dict[str, Any] = {"name": self.problem.name, "sense": self.problem.sense}
         out.update(self.result.to_dict())
         out.update(amounts=self.amounts, usage=self.usage, shadow_prices=self.shadow_prices)
         return out

@@ -87,13 +87,12 @@ def linear_svm(
             A_eq = sp.vstack(rows, format="csr")
             bounds = [(None, None)] * dv + [(0.0, Ck)] * n
             res = solve_qp(Q, c, A_eq=A_eq, b_eq=np.zeros(A_eq.shape[0]), bounds=bounds)
-            if res.status != "optimal":
-                raise RuntimeError(f"SVM dual QP did not solve: {res.status}")
-            v = res.x[:dv]
+            v = res.optimal_x("the SVM dual QP")[:dv]
             w = torch.as_tensor(v[:d].copy())
             if aug:
                 b = v[d] * intercept_scaling
             elif free_b:
+                assert res.eq_duals is not None  # an optimal QP has duals
                 b = -res.eq_duals[-1]
             else:
                 b = 0.0

@@ -166,8 +166,6 @@ def mdp_lp(P: Tensor, R: Tensor, gamma: float, **lp_options) -> MDPSolution:
     rows = np.concatenate([gn * Pn[a] - np.eye(S) for a in range(A)])  # order (a, s)
     rhs = -Rn.T.reshape(-1)
     res = solve_lp(np.ones(S), rows, rhs, bounds=(None, None), **lp_options)
-    if res.status != "optimal":
-        raise RuntimeError(f"the MDP's LP did not solve to optimality: {res.status}")
-    V = torch.as_tensor(res.x, dtype=R.dtype)
+    V = torch.as_tensor(res.optimal_x("the MDP's LP"), dtype=R.dtype)
     Q = bellman_q(P, R, g, V)
     return MDPSolution(V, Q.argmax(-1), Q, torch.tensor(0), torch.tensor(True))

@@ -291,6 +291,7 @@ def _torch_minimize(
     # Stop on the gradient, not on a small change in f (which L-BFGS sees long before f*).
     opts.setdefault("tolerance_change", 0.0 if method == "newton" else 1e-15)
     x.requires_grad_(True)
+    opt: torch.optim.Optimizer
     try:
         if method == "newton":
             from optimkit.optim.newton import Newton

@@ -157,7 +157,9 @@ def _from_highs(lp, hess, name: str) -> Model:
     integrality = None
     if len(lp.integrality_):
         integrality = np.array([int(v) for v in lp.integrality_], dtype=np.int32)
-        integrality[integrality == int(highspy.HighsVarType.kImplicitInteger)] = 1
+        implicit = getattr(highspy.HighsVarType, "kImplicitInteger", None)
+        if implicit is not None:  # HiGHS's presolve marking: an integer all the same
+            integrality[integrality == int(implicit)] = 1
     Q = None
     if int(hess.dim_) > 0 and len(hess.value_):
         d = int(hess.dim_)

@@ -137,9 +137,8 @@ def lasso(
     ws, infos = [], []
     for alpha_k in a.tolist():
         res = solve_qp(H, np.concatenate([alpha_k - c, alpha_k + c]), bounds=(0, None))
-        if res.status != "optimal":
-            raise RuntimeError(f"lasso QP did not solve: {res.status}")
-        w = res.x[:d] - res.x[d:]
+        z = res.optimal_x("the lasso QP")
+        w = z[:d] - z[d:]
         info = {"method": "qp (HiGHS)", "polished": False}
         if polish:
             w, info["polished"], info["kkt_residual"] = _polish_lasso(G, c, alpha_k, w)
@@ -224,10 +223,9 @@ def quantile_regression(
             [np.full(2 * d, alpha_k), np.zeros(nb), np.full(n, q / n), np.full(n, (1 - q) / n)]
         )
         res = solve_lp(cost, A_eq=A_eq, b_eq=yn, bounds=bounds)
-        if res.status != "optimal":
-            raise RuntimeError(f"quantile regression LP did not solve: {res.status}")
-        ws.append(res.x[:d] - res.x[d : 2 * d])
-        bs.append(res.x[2 * d] if fit_intercept else 0.0)
+        z = res.optimal_x("the quantile regression LP")
+        ws.append(z[:d] - z[d : 2 * d])
+        bs.append(z[2 * d] if fit_intercept else 0.0)
         infos.append({"method": "lp (HiGHS)", "lp_objective": res.objective})
     w = torch.as_tensor(np.stack(ws))
     b = torch.as_tensor(np.array(bs))

@@ -60,6 +60,12 @@ class SolveResult:
     runtime: float = 0.0
     col_names: list[str] | None = field(default=None, repr=False)
 
+    def optimal_x(self, what: str = "the problem") -> np.ndarray:
+        """``x`` when the status is optimal; RuntimeError naming ``what`` and the status else."""
+        if self.status != "optimal" or self.x is None:
+            raise RuntimeError(f"{what} did not solve to optimality: status {self.status!r}")
+        return self.x
+
     @property
     def success(self) -> bool:
         """True when the solver proved optimality."""
