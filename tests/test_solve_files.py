@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def test_read_mps(tmp_path):
     assert result.status == "optimal"
     assert result.objective == pytest.approx(ref.fun + offset, rel=1e-12)
     np.testing.assert_allclose(result.x, ref.x, atol=1e-12)
+    # The same file gzipped.
+    gz = tmp_path / "m.mps.gz"
+    gz.write_bytes(gzip.compress(MPS.encode()))
+    assert solve_model(read_model(gz)).objective == pytest.approx(result.objective, rel=1e-15)
 
 
 def test_read_lp_milp_and_qp(tmp_path):
