@@ -77,6 +77,12 @@ def test_batched_mdps_with_population_gamma():
         np.testing.assert_allclose(vi.values[k].numpy(), lp.values.numpy(), atol=1e-8 * scale)
     # A more far-sighted member needs more sweeps.
     assert vi.iterations[0] < vi.iterations[1] < vi.iterations[2]
+    # One MDP, a population of discounts: broadcast along dim 0.
+    shared = policy_iteration(P[0], R[0], gamma)
+    assert shared.values.shape == (3, 5)
+    for k in range(3):
+        one = policy_iteration(P[0], R[0], float(gamma[k]))
+        np.testing.assert_allclose(shared.values[k].numpy(), one.values.numpy(), rtol=1e-12)
 
 
 def test_value_iteration_can_report_not_converged():
@@ -202,7 +208,9 @@ def test_dp_bad_input():
     with pytest.raises(ValueError, match="R contains NaN"):
         value_iteration(P, R * float("nan"), 0.9)
     with pytest.raises(ValueError, match="a \\[B\\] gamma needs"):
-        value_iteration(P, R, torch.tensor([0.5, 0.9]))
+        value_iteration(
+            P[None].expand(3, -1, -1, -1), R[None].expand(3, -1, -1), torch.tensor([0.5, 0.9])
+        )
     with pytest.raises(ValueError, match="horizon must be a positive int"):
         finite_horizon(P, R, 0)
     with pytest.raises(ValueError, match="budget must be a non-negative int"):

@@ -6,7 +6,8 @@ Conventions (batched: any leading dims ``...`` index independent MDPs of the sam
 - ``R[..., s, a]`` = expected immediate reward of action a in state s. A reward on transitions
   ``R3[..., a, s, t]`` becomes ``(P * R3).sum(-1).transpose(-1, -2)``.
 - ``gamma`` in [0, 1): a float, or a tensor of shape [B] for a batch of B MDPs (one discount
-  each, the population axis).
+  each, the population axis); with a [B] gamma, one MDP (no batch dims) is solved for each of
+  the B discounts.
 
 Bellman optimality: V*(s) = max_a R(s, a) + gamma * sum_t P(t | s, a) V*(t)
 (Puterman, "Markov Decision Processes", 1994, ch. 6).
@@ -64,11 +65,14 @@ def check_mdp(P: Tensor, R: Tensor, gamma: float | Tensor, *, discounted: bool =
         interval = "[0, 1)" if discounted else "[0, 1]"
         raise ValueError(f"gamma must lie in {interval}, got {gamma}")
     if g.dim() == 1:
+        B = g.shape[0]
+        if P.dim() == 3 and R.dim() == 2:  # one MDP, B discounts: the population axis
+            P, R = P.expand(B, *P.shape), R.expand(B, *R.shape)
         batch = P.shape[:-3]
-        if len(batch) == 0 or batch[0] != g.shape[0]:
+        if len(batch) == 0 or batch[0] != B or R.shape[0] != B:
             raise ValueError(
                 f"gamma has shape {tuple(g.shape)}: a [B] gamma needs P and R with a leading "
-                f"batch dim B, got P of shape {tuple(P.shape)}"
+                f"batch dim B (or none), got P {tuple(P.shape)} and R {tuple(R.shape)}"
             )
         g = g.reshape(g.shape + (1,) * (P.dim() - 4))
     return P, R, g
