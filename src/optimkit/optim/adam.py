@@ -1,10 +1,10 @@
 """Adam, AdamW (Kingma & Ba, 2015; Loshchilov & Hutter, 2019), with torch.optim's conventions.
 
 `scale_by_adam` is the reference transform. The optimizer classes run a faster path that
-computes the same update (see `Adam`): torch's fused single-pass kernel for one model with
-number hyperparameters on CPU, else `adam_update_`, a direct Adam step on the stacked tensors
-whose per-step coefficients come precomputed on [P, K] vectors (`adam_coefficients`), run
-eagerly or, with ``compile=True``, as one fused loop per group through torch.compile.
+computes the same update up to rounding (see `Adam`): torch's fused single-pass kernel for one
+model with number hyperparameters on CPU, else `adam_step_`, a direct Adam step on the stacked
+tensors whose per-step coefficients are computed once per group on [P, K] vectors
+(`adam_coefficients`), run eagerly or, with ``compile=True``, as one loop through torch.compile.
 """
 
 from __future__ import annotations
