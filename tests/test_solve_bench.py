@@ -41,8 +41,16 @@ def test_closures_agree_with_autograd_and_the_objective(bench, data):
     g_ce = theta.grad.clone()
     f_closed = closures["closed form"]()
     np.testing.assert_allclose(theta.grad.numpy(), g_ce.numpy(), rtol=1e-12, atol=1e-15)
+    f_lse = closures["logsumexp"]()
+    np.testing.assert_allclose(theta.grad.numpy(), g_ce.numpy(), rtol=1e-12, atol=1e-15)
     f_ref = objective("logistic", X, y, theta[:, :-1].detach(), theta[:, -1].detach(), C=bench.C)
-    for f in (f_ce, f_closed, closures["newton logsumexp"](), closures["newton cross_entropy"]()):
+    for f in (
+        f_ce,
+        f_closed,
+        f_lse,
+        closures["newton logsumexp"](),
+        closures["newton cross_entropy"](),
+    ):
         assert float(f.detach()) == pytest.approx(float(f_ref), rel=1e-13)
 
 
