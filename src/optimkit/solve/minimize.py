@@ -304,7 +304,6 @@ def _torch_minimize(
             from optimkit.optim.lbfgs import LBFGS
 
             opts.setdefault("line_search_fn", "strong_wolfe")
-            opts.setdefault("history_size", 20)
             opts.setdefault("max_eval", max_iter * 5 // 4)
             opt = LBFGS([x], max_iter=max_iter, tolerance_grad=gtol, **opts)
 
@@ -321,13 +320,16 @@ def _torch_minimize(
     state = opt.state[x]
     nit = int(state.get("n_iter", 0))
     gnorm = float(np.max(np.abs(g))) if g.size else 0.0
-    converged = gnorm <= gtol
-    if converged:
+    evals = int(state.get("func_evals", 0))
+    max_eval = opt.param_groups[0].get("max_eval")
+    if gnorm <= gtol:
         status, message = 0, f"max |gradient| {gnorm:.3g} <= gtol {gtol:g}"
-    elif nit < max_iter:
-        status, message = 0, "stopped: change in x or f below tolerance_change"
-    else:
+    elif nit >= max_iter:
         status, message = 1, f"iteration limit {max_iter} reached (max |gradient| {gnorm:.3g})"
+    elif max_eval is not None and evals >= max_eval:
+        status, message = 1, f"evaluation limit {max_eval} reached (max |gradient| {gnorm:.3g})"
+    else:
+        status, message = 0, "stopped: change in x or f below tolerance_change"
     return OptimizeResult(
         x=xf,
         fun=f,
@@ -336,5 +338,5 @@ def _torch_minimize(
         status=status,
         message=message,
         nit=nit,
-        nfev=int(state.get("func_evals", 0)),
+        nfev=evals,
     )
