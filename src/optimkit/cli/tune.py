@@ -198,7 +198,7 @@ def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]
         "out": str(out),
     }  # fmt: skip
     if result.best_module is not None and result.best_trainer is not None:
-        trainer, k = result.best_trainer, result.best_slot
+        trainer, k = result.best_trainer, int(result.best_slot or 0)
         export_module(result.best_module, trainer.population.member_spec(k), dataset,
                       out / "model", hyperparameters=result.best_config or {},
                       optimizer=trainer.config.optimizer)  # fmt: skip

@@ -20,7 +20,7 @@ class History:
 
     def __init__(self, members: int) -> None:
         self.members = members
-        self.records: list[dict[str, Tensor | float | int]] = []
+        self.records: list[dict[str, Any]] = []
 
     def append(
         self,
@@ -54,7 +54,7 @@ class History:
             for k in range(self.members):
                 if not bool(rec["trained"][k]):
                     continue
-                row = {"member": k, "epoch": int(rec["epoch"][k])}
+                row: dict[str, Any] = {"member": k, "epoch": int(rec["epoch"][k])}
                 for key, value in rec.items():
                     if key in ("epoch", "trained", "seconds"):
                         continue

@@ -29,8 +29,10 @@ def build_schedule(
         return None, False
     if name not in SCHEDULES:
         raise ValueError(f"schedule: unknown name {name!r}; valid: {', '.join(SCHEDULES)}")
-    o = {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list | tuple) else v
-         for k, v in options.items()}  # fmt: skip
+    o: dict[str, Any] = {
+        k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list | tuple) else v
+        for k, v in options.items()
+    }
     total = epochs * steps_per_epoch
     try:
         if name == "step":

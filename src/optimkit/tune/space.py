@@ -78,7 +78,7 @@ class Param:
     integer: bool = False
     choices: tuple[Any, ...] | None = None
 
-    def suggest(self, trial: optuna.Trial) -> Any:
+    def suggest(self, trial: optuna.trial.BaseTrial) -> Any:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.integer:
@@ -189,7 +189,7 @@ class SearchSpace:
                                  f"{', '.join(OPTIMIZER_NAMES)}")  # fmt: skip
         return out
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         """Define-by-run: the optimizer first, then only the names it takes."""
         config = dict(self.fixed)
         if "optimizer" in self.params:
