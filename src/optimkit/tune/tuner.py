@@ -112,6 +112,10 @@ class Tuner:
             raise ValueError(f"metric: {self.metric!r} is not a {dataset.task} metric; valid: "
                              f"{', '.join(TASK_METRICS[dataset.task])}")  # fmt: skip
         self.objectives = objectives
+        # Optuna prunes single-objective studies only; NopPruner never prunes (skip the call)
+        self.prunes = len(objectives) == 1 and not isinstance(
+            self.study.pruner, optuna.pruners.NopPruner
+        )
         self.target = target
         self.on_trial = on_trial
         self.pools: list[Pool] = []
@@ -206,7 +210,7 @@ class Tuner:
                 else:  # Optuna keeps no intermediate values for several objectives
                     pool.curves[k].append(values[k])
             if status[k] == RUNNING:
-                if len(self.objectives) == 1 and trial.should_prune():
+                if self.prunes and trial.should_prune():
                     trainer.stop_member(k)
                     self._finish(pool, k, optuna.trial.TrialState.PRUNED)
                 continue
@@ -263,7 +267,9 @@ class Tuner:
         ):  # fmt: skip
             self.first_target = time.perf_counter() - self.start
         if self.incumbent is None or self._better(value, self.incumbent.value):
-            config = full_config(self.space, self.study.trials[number].params)
+            trial = pool.trials[k]  # its params, without copying every trial of the study
+            assert trial is not None and trial.number == number
+            config = full_config(self.space, trial.params)
             config["seed"] = pool.trainer.members[k]["seed"]
             self.incumbent = Incumbent(number, value, config, pool.trainer.member_module(k),
                                        pool.trainer, k)  # fmt: skip
