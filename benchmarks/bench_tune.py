@@ -1,0 +1,405 @@
+"""The same 64-trial search with optimkit's tuner and with plain Optuna + torch.optim (issue 4).
+
+Run: ``.venv/bin/python -m benchmarks.bench_tune [--repeats 3] [--quick] [--threads 1 2]``.
+
+The search: an MLP 64-128-10 (ReLU) on scikit-learn's digits (standardized, stratified
+70/15/15 split, seed 0); Adam with lr in [1e-4, 1e-1] (log) and weight decay in [1e-6, 1e-2]
+(log), nothing else searched; 20 epochs, batch 64, 64 trials, TPE with seed 0, no pruning; then
+the same with Hyperband (resources in epochs: min 1, max 20, reduction factor 3). A trial's
+value is its best validation accuracy over its epochs.
+
+* plain: ``optuna.create_study(sampler=TPESampler(seed=0))`` in memory or on an SQLite file,
+  and ``study.optimize`` running one trial at a time: ``nn.Sequential(Linear, ReLU, Linear)``
+  initialized from seed = trial number, ``torch.optim.Adam(lr, weight_decay)``,
+  ``F.cross_entropy``, batches of 64 from a per-epoch permutation, the validation accuracy
+  after every epoch reported to the trial (and pruned when the pruner says so).
+* optimkit: ``Tuner`` with a population of 64 on an SQLite file in a temporary folder, the
+  same space (``SearchSpace.from_config(..., "adam", replace_defaults=True)``) and
+  ``make_sampler("tpe", space, 0)`` (TPE, seed 0, multivariate, constant liar).
+
+Columns. wall: from opening the storage to the test accuracy of the best trial's best weights
+(both sides), median of ``--repeats`` interleaved rounds. set-up: opening the storage and
+creating the study (Optuna's RDBStorage creates the tables and stamps the schema version).
+overhead: optimkit's ``TuneResult.overhead_seconds`` (asking, suggesting, reporting, pruning,
+telling and the storage writes: everything in ``Tuner.run`` but training and testing); for
+plain Optuna, the wall time minus the time in the training and test code, by the same
+definition. to 0.97 (report): seconds from the start until a trial first reports a validation
+accuracy >= 0.97; to 0.97 (trial): until the first trial *ends* with a value >= 0.97
+(``TuneResult.time_to_target``). Best val / test: the best completed trial.
+
+A second table times the parts of the tuner's overhead at this search's sizes: asking 64
+trials, reporting and pruning 64 x 20 epochs, telling, and the SQLite writes of one round.
+
+Threads are pinned (``torch.set_num_threads`` and threadpoolctl). Compare ratios within one
+run; absolute times depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from optimkit.data import Dataset, load_dataset
+from optimkit.train import TrainConfig
+from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler, open_storage
+from optimkit.tune.tuner import Pool
+
+SPACE = {
+    "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+    "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+}
+HIDDEN, BATCH, SEED, TARGET = 128, 64, 0, 0.97
+
+
+class pinned:
+    """Pin torch's intra-op pool and the BLAS/OpenMP pools to `threads` inside the block."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def __enter__(self) -> None:
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        self.limits = threadpool_limits(limits=self.threads)
+        self.limits.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.limits.__exit__(*exc)
+        torch.set_num_threads(self.previous)
+
+
+@dataclass
+class Outcome:
+    """One run of a search."""
+
+    wall: float
+    setup: float
+    overhead: float
+    best_val: float
+    test: float
+    to_target_report: float | None
+    to_target_trial: float | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _count(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return counts
+
+
+# ------------------------------------------------------------------------------ plain Optuna
+@dataclass
+class _Progress:
+    """What the plain objective notes across trials."""
+
+    seconds: float = 0.0  # in training and validation code
+    report: float | None = None  # first report >= TARGET
+    trial: float | None = None  # first completed trial >= TARGET
+    best: float = -math.inf
+    weights: dict[str, torch.Tensor] | None = None
+
+
+def plain_optuna(ds: Dataset, trials: int, epochs: int, pruner: str, storage: str) -> Outcome:
+    """`trials` trials of plain torch, one at a time, under Optuna (storage "memory" or
+    "sqlite"); see the module docstring."""
+    folder = tempfile.mkdtemp(prefix="bench-tune-plain-")
+    url = None if storage == "memory" else f"sqlite:///{folder}/study.db"
+    start = time.perf_counter()
+    study = optuna.create_study(
+        storage=url, study_name="plain", direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=SEED), pruner=make_pruner(pruner, epochs),
+    )  # fmt: skip
+    setup = time.perf_counter() - start
+    x, y, n = ds.X_train, ds.y_train, ds.n_train
+    work = _Progress()
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+        tic = time.perf_counter()
+        torch.manual_seed(trial.number)
+        model = nn.Sequential(
+            nn.Linear(ds.n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, ds.n_classes or 2)
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        order = torch.Generator().manual_seed(trial.number)
+        best, weights = -math.inf, None
+        for epoch in range(epochs):
+            model.train()
+            for idx in torch.randperm(n, generator=order).split(BATCH):
+                opt.zero_grad()
+                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                accuracy = float((model(ds.X_val).argmax(1) == ds.y_val).double().mean())
+            if accuracy > best:
+                best, weights = accuracy, {k: v.clone() for k, v in model.state_dict().items()}
+            if work.report is None and accuracy >= TARGET:
+                work.report = time.perf_counter() - start
+            work.seconds += time.perf_counter() - tic
+            trial.report(accuracy, epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+            tic = time.perf_counter()
+        if work.trial is None and best >= TARGET:
+            work.trial = time.perf_counter() - start
+        if best > work.best:
+            work.best, work.weights = best, weights
+        work.seconds += time.perf_counter() - tic
+        return best
+
+    study.optimize(objective, n_trials=trials)
+    tic = time.perf_counter()
+    model = nn.Sequential(
+        nn.Linear(ds.n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, ds.n_classes or 2)
+    )
+    assert work.weights is not None
+    model.load_state_dict(work.weights)
+    with torch.no_grad():
+        test = float((model.eval()(ds.X_test).argmax(1) == ds.y_test).double().mean())
+    end = time.perf_counter()
+    wall = end - start
+    overhead = wall - setup - work.seconds - (end - tic)
+    return Outcome(wall, setup, overhead, study.best_value, test, work.report, work.trial,
+                   _count(study))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ optimkit
+class TimedTuner(Tuner):
+    """The Tuner, also noting when any member first reports a val accuracy >= TARGET."""
+
+    first_report: float | None = None
+
+    def _step(self, pool: Pool) -> None:
+        super()._step(pool)
+        if self.first_report is None and bool((pool.trainer.early.best >= TARGET).any()):
+            self.first_report = time.perf_counter() - self.start
+
+
+def space() -> SearchSpace:
+    return SearchSpace.from_config(SPACE, "adam", replace_defaults=True)
+
+
+def optimkit_tune(ds: Dataset, trials: int, epochs: int, pruner: str, population: int) -> Outcome:
+    """The same search with optimkit's Tuner on an SQLite file."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-tune-optimkit-"))
+    sp = space()
+    start = time.perf_counter()
+    mirror = StudyMirror(open_storage(None, folder), "optimkit", ["maximize"],
+                         make_sampler("tpe", sp, SEED), make_pruner(pruner, epochs))  # fmt: skip
+    setup = time.perf_counter() - start
+    base = TrainConfig(model="mlp", model_options={"hidden": (HIDDEN,)}, optimizer="adam",
+                       epochs=epochs, batch_size=BATCH, seed=SEED)  # fmt: skip
+    tuner = TimedTuner(ds, base, sp, mirror, trials=trials, population=population, target=TARGET)
+    result = tuner.run()
+    wall = time.perf_counter() - start
+    assert result.best_value is not None
+    return Outcome(wall, setup, result.overhead_seconds, result.best_value,
+                   result.test["accuracy"], tuner.first_report, result.time_to_target,
+                   dict(result.counts))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the table
+def interleaved(variants: dict[str, Callable[[], Outcome]], repeats: int) -> dict[str, Outcome]:
+    """Each variant `repeats` times, in rounds whose order rotates; per variant the median of
+    every time and the last run's results."""
+    runs: dict[str, list[Outcome]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            runs[name].append(variants[name]())
+
+    def median(values: list[float | None]) -> float | None:
+        return None if any(v is None for v in values) else statistics.median(values)  # type: ignore[type-var]
+
+    out = {}
+    for name, rs in runs.items():
+        last = rs[-1]
+        out[name] = Outcome(
+            statistics.median(o.wall for o in rs), statistics.median(o.setup for o in rs),
+            statistics.median(o.overhead for o in rs), last.best_val, last.test,
+            median([o.to_target_report for o in rs]), median([o.to_target_trial for o in rs]),
+            last.counts,
+        )  # fmt: skip
+    return out
+
+
+def _s(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def table(title: str, outcomes: dict[str, Outcome], baseline: str) -> Table:
+    t = Table(title=title)
+    for col in ("variant", "wall s", "speed-up", "set-up s", "overhead s", "overhead %",
+                "best val acc", "vs baseline", "test acc", "to 0.97 (report) s",
+                "to 0.97 (trial) s", "trials"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("variant", "trials") else "right")
+    base = outcomes[baseline]
+    for name, o in outcomes.items():
+        t.add_row(
+            name + (" (baseline)" if name == baseline else ""),
+            f"{o.wall:.2f}",
+            f"{base.wall / o.wall:.1f}x",
+            f"{o.setup:.2f}",
+            f"{o.overhead:.2f}",
+            f"{100 * o.overhead / o.wall:.1f}%",
+            f"{o.best_val:.4f}",
+            f"{100 * (o.best_val - base.best_val):+.2f} pts",
+            f"{o.test:.4f}",
+            _s(o.to_target_report),
+            _s(o.to_target_trial),
+            ", ".join(f"{n} {s}" for s, n in sorted(o.counts.items())),
+        )
+    return t
+
+
+def search(
+    ds: Dataset, trials: int, epochs: int, population: int, repeats: int, threads: list[int]
+) -> tuple[Table, Table]:
+    def plain(storage: str, th: int, pruner: str) -> Callable[[], Outcome]:
+        def run() -> Outcome:
+            with pinned(th):
+                return plain_optuna(ds, trials, epochs, pruner, storage)
+
+        return run
+
+    def ours(th: int, pruner: str) -> Callable[[], Outcome]:
+        def run() -> Outcome:
+            with pinned(th):
+                return optimkit_tune(ds, trials, epochs, pruner, population)
+
+        return run
+
+    with pinned(1):  # warm-up: lazy initialization of torch, Optuna, SQLAlchemy and alembic
+        plain_optuna(ds, 2, 1, "none", "sqlite")
+        optimkit_tune(ds, 2, 1, "none", 2)
+    variants: dict[str, Callable[[], Outcome]] = {}
+    for storage in ("memory", "sqlite"):
+        for th in threads:
+            variants[f"plain Optuna, {storage}, {th} thr"] = plain(storage, th, "none")
+    for th in threads:
+        variants[f"optimkit Tuner, sqlite, {th} thr"] = ours(th, "none")
+    first = interleaved(variants, repeats)
+    plain_names = [n for n in first if n.startswith("plain")]
+    baseline = min(plain_names, key=lambda n: first[n].wall)
+    ours_best = min((n for n in first if n.startswith("optimkit")), key=lambda n: first[n].wall)
+    th_plain = int(baseline.split(", ")[-1].split()[0])
+    th_ours = int(ours_best.split(", ")[-1].split()[0])
+    pruned = {
+        f"plain Optuna, memory, {th_plain} thr": plain("memory", th_plain, "hyperband"),
+        f"plain Optuna, sqlite, {th_plain} thr": plain("sqlite", th_plain, "hyperband"),
+        f"optimkit Tuner, sqlite, {th_ours} thr": ours(th_ours, "hyperband"),
+    }
+    second = interleaved(pruned, repeats)
+    hb_baseline = min((n for n in second if n.startswith("plain")), key=lambda n: second[n].wall)
+    what = (f"{trials} trials, MLP {ds.n_features}-{HIDDEN}-{ds.n_classes} on digits, Adam "
+            f"(lr, weight decay), {epochs} epochs, batch {BATCH}, TPE seed {SEED}")  # fmt: skip
+    return (
+        table(f"{what}, no pruning; median of {repeats}", first, baseline),
+        table(f"{what}, Hyperband; median of {repeats}", second, hb_baseline),
+    )
+
+
+# ------------------------------------------------------------------------------ overhead parts
+def _mirror(folder: Path, pruner: str, epochs: int) -> StudyMirror:
+    sp = space()
+    return StudyMirror(open_storage(None, folder), "parts", ["maximize"],
+                       make_sampler("tpe", sp, SEED), make_pruner(pruner, epochs))  # fmt: skip
+
+
+def overhead_parts(trials: int, epochs: int, repeats: int) -> Table:
+    """Milliseconds of each part of the tuner's bookkeeping for one round of `trials` trials
+    (synthetic learning curves; no training)."""
+    sp = space()
+    parts: dict[str, list[float]] = {}
+
+    def note(name: str, seconds: float) -> None:
+        parts.setdefault(name, []).append(1e3 * seconds)
+
+    for _ in range(repeats):
+        for pruner in ("none", "hyperband"):
+            mirror = _mirror(Path(tempfile.mkdtemp(prefix="bench-tune-parts-")), pruner, epochs)
+            study = mirror.study
+            tic = time.perf_counter()
+            live = [study.ask() for _ in range(trials)]
+            for t in live:
+                sp.suggest(t)
+                mirror.started(t)
+            if pruner == "none":
+                note(f"ask + suggest {trials} trials (TPE, empty study)", time.perf_counter() - tic)
+            tic = time.perf_counter()
+            mirror.flush()
+            if pruner == "none":
+                note(f"SQLite write: {trials} trials started", time.perf_counter() - tic)
+            tic = time.perf_counter()
+            for epoch in range(1, epochs + 1):
+                for i, t in enumerate(live):
+                    t.report(0.5 + 0.4 * epoch / epochs + 0.001 * i, step=epoch)
+                    t.should_prune()
+            note(f"report + should_prune, {trials} x {epochs} ({pruner})",
+                 time.perf_counter() - tic)  # fmt: skip
+            if pruner != "none":
+                continue
+            tic = time.perf_counter()
+            for t in live:
+                for key in ("status", "epochs", "best_epoch", "seconds", "population"):
+                    t.set_user_attr(key, 1)
+                study.tell(t, 0.9)
+                mirror.finished(t.number)
+            note(f"user attrs + tell {trials} trials", time.perf_counter() - tic)
+            tic = time.perf_counter()
+            mirror.flush()
+            note(f"SQLite write: {trials} trials ended ({epochs} values each)",
+                 time.perf_counter() - tic)  # fmt: skip
+            tic = time.perf_counter()
+            more = [study.ask() for _ in range(trials)]
+            for t in more:
+                sp.suggest(t)
+            note(f"ask + suggest {trials} more (TPE on {trials} complete)",
+                 time.perf_counter() - tic)  # fmt: skip
+    out = Table(title=f"parts of the tuner's overhead, one round of {trials} trials (median of "
+                      f"{repeats}, ms)")  # fmt: skip
+    out.add_column("part")
+    out.add_column("ms", justify="right")
+    for name, ms in parts.items():
+        out.add_row(name, f"{statistics.median(ms):.1f}")
+    return out
+
+
+def main(repeats: int = 3, quick: bool = False, threads: tuple[int, ...] = (1, 2)) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: wide enough for the tables
+        console = Console(width=220)
+    ds = load_dataset("digits", seed=SEED)
+    trials, epochs = (16, 5) if quick else (64, 20)
+    with pinned(1):
+        console.print(overhead_parts(trials, epochs, repeats))
+    for t in search(ds, trials, epochs, trials, 1 if quick else repeats, list(threads)):
+        console.print(t)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="16 trials, 5 epochs, one round")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    main(args.repeats, args.quick, tuple(args.threads))
