@@ -86,12 +86,12 @@ def test_l1_proximal_sgd_reaches_the_lasso_optimum():
     w = torch.zeros(len(alphas), 6, dtype=f64, requires_grad=True)
     lipschitz = np.linalg.eigvalsh(x.T @ x / len(y)).max()
     opt = ok.SGD([w], lr=1 / lipschitz, l1=torch.tensor(alphas, dtype=f64))
-    for _ in range(3000):
+    for _ in range(300):  # well conditioned: ISTA is at machine precision long before
         w.grad = ((w @ xt.T - yt) @ xt) / len(y)  # gradient of (1/2n)||Xw - y||^2
         opt.step()
     for j, alpha in enumerate(alphas):
         ref = Lasso(alpha=alpha, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(x, y)
-        np.testing.assert_allclose(w[j].detach().numpy(), ref.coef_, atol=1e-8)
+        np.testing.assert_allclose(w[j].detach().numpy(), ref.coef_, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "NAdam"])
