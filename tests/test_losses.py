@@ -303,6 +303,34 @@ def test_cross_entropy_gradient_matches_torch(c):
     close(pred.grad, ref.grad)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("shared", [False, True])
+def test_cross_entropy_classes_first_layout_matches_torch(weighted, eps, shared):
+    """Logits [K, N, C] viewed from a contiguous [K, C, N] (the grouped models' layout) take
+    torch's class-dim-1 kernel: values and gradients equal F.cross_entropy per member."""
+    g = gen(31)
+    k, n, c = 3, 9, 10
+    base = randn(k, c, n, g=g, scale=3.0).requires_grad_()
+    pred = base.transpose(1, 2)
+    target = torch.randint(0, c, (n,) if shared else (k, n), generator=g)
+    w = torch.rand(c, generator=g, dtype=DT) + 0.1 if weighted else None
+    loss = get_loss("cross_entropy", class_weight=w, label_smoothing=eps)
+    out, mean = loss(pred, target), loss.mean(pred, target)
+    mean.sum().backward()
+    ref = pred.detach().contiguous().requires_grad_()
+    per_member = target.expand(k, n)
+    kw = {"weight": w, "label_smoothing": eps}
+    for m in range(k):
+        close(out[m], F.cross_entropy(ref[m], per_member[m], reduction="none", **kw))
+        close(mean[m], F.cross_entropy(ref[m], per_member[m], reduction="mean", **kw))
+    sum(F.cross_entropy(ref[m], per_member[m], **kw) for m in range(k)).backward()
+    close(base.grad.transpose(1, 2), ref.grad)
+    # two member dims [2, K, N, C] from a contiguous [2, K, C, N]
+    stacked = randn(2, k, c, n, g=g).transpose(-1, -2)
+    close(loss(stacked, target), loss(stacked.contiguous(), target))
+
+
 def test_cross_entropy_extreme_logits():
     pred = torch.tensor([[[1000.0, -1000.0, 0.0], [-700.0, 700.0, 699.0]]], dtype=DT)
     target = torch.tensor([1, 2])

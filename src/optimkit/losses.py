@@ -490,6 +490,19 @@ def _log_softmax(logits: Tensor) -> tuple[Tensor, Tensor]:
     return F.log_softmax(logits, -1), logits.new_zeros(())
 
 
+def _classes_first(logits: Tensor) -> bool:
+    """Whether stacked logits ``[*M, N, C]`` are a view of a contiguous ``[*M, C, N]`` tensor,
+    the layout the grouped population models produce (outside vmap)."""
+    try:
+        return (
+            logits.dim() >= 3
+            and logits.stride(-2) == 1
+            and logits.transpose(-1, -2).is_contiguous()
+        )
+    except RuntimeError:  # a functorch-batched tensor exposes no strides
+        return False
+
+
 class _Multiclass(Loss):
     """Shared checks: logits [*M, N, C], integer targets, per-class weights of length C."""
 
@@ -540,6 +553,19 @@ class CrossEntropyLoss(_Multiclass):
 
     def _terms(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
         index, _, w = self._setup(pred, target)
+        if isinstance(self.label_smoothing, float) and _classes_first(pred):
+            # torch's kernel on the class dim 1 of the contiguous [*M, C, N] tensor: several
+            # times faster on CPU than any pass over a strided last dim (same values)
+            c, n = pred.shape[-1], pred.shape[-2]
+            cw = self.class_weight
+            loss = F.cross_entropy(
+                pred.transpose(-1, -2).reshape(-1, c, n),
+                index.squeeze(-1).reshape(-1, n),
+                weight=None if cw is None else cw.to(device=pred.device, dtype=pred.dtype),
+                reduction="none",
+                label_smoothing=self.label_smoothing,
+            )
+            return loss.view(pred.shape[:-1]), w
         z, lse = _log_softmax(pred)
         nll = lse - z.gather(-1, index).squeeze(-1)
         if w is not None:
