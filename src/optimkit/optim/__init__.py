@@ -13,13 +13,13 @@ from optimkit.optim.rmsprop import RMSprop
 from optimkit.optim.sgd import SGD
 
 __all__ = [
+    "LBFGS",
     "OPTIMIZERS",
     "SGD",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
-    "LBFGS",
     "Lion",
     "NAdam",
     "Newton",
