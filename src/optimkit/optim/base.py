@@ -17,7 +17,7 @@ hyperparameters are passed as tensors so schedules do not trigger recompilation)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -41,7 +41,7 @@ Check = tuple[Callable[[Tensor], Tensor] | None, str]
 class PopulationOptimizer(torch.optim.Optimizer):
     """Base class: subclasses set `hyper_checks` and implement `make_transform(group)`."""
 
-    hyper_checks: ClassVar[dict[str, Check]] = {}
+    hyper_checks: ClassVar[Mapping[str, Check]] = {}
     has_betas: ClassVar[bool] = False
 
     def __init__(

@@ -8,7 +8,7 @@ doubles) and cast to the parameter's dtype only where they meet a parameter-shap
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, overload
 
 import torch
 from torch import Tensor
@@ -17,6 +17,12 @@ Hyper: TypeAlias = float | Tensor
 """A hyperparameter: a Python number shared by all members, or a [K] tensor (one per member)."""
 
 
+@overload
+def bc(x: Tensor, like: Tensor) -> Tensor: ...
+@overload
+def bc(x: float, like: Tensor) -> float: ...
+@overload
+def bc(x: Hyper, like: Tensor) -> Hyper: ...
 def bc(x: Hyper, like: Tensor) -> Hyper:
     """Broadcast a hyperparameter against `like` ([K, ...]): a float stays a float, a [K] tensor
     becomes a [K, 1, ..., 1] view in `like`'s dtype and device."""
@@ -48,7 +54,8 @@ def as_hyper(
         t = torch.tensor(float(value), dtype=torch.float64)
     elif isinstance(value, Tensor):
         if value.dim() == 0:
-            value, t = float(value), value.detach().to(torch.float64)
+            t = value.detach().to(torch.float64)
+            value = float(value)
         elif value.dim() == 1 and value.numel() > 0:
             if value.is_complex():
                 raise ValueError(f"{name}: expected a real tensor, got {value.dtype}")

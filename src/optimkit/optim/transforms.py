@@ -14,7 +14,7 @@ the same code runs on one model (K = 1), on a population, under ``torch.func.vma
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ from torch import Tensor
 from optimkit.optim.hyper import Hyper, bc, is_zero
 
 State = dict[str, Tensor]
-HP = Mapping[str, Hyper]
+HP = Mapping[str, Any]  # floats or [K] tensors, and pairs of them (betas)
 
 
 class Transform(NamedTuple):

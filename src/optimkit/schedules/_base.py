@@ -194,10 +194,10 @@ class LRScheduler(lr_scheduler.LRScheduler):
 
     A subclass validates and records its hyperparameters with `_hp` / `_hp_groups` (assigning
     the results to attributes), calls ``super().__init__`` and implements `_lr` (and
-    `_momentum` when it cycles momentum). The learning rate at step t is a pure function of t, the base lrs and
-    the hyperparameters (`lr_at`), so `step()` never reads the optimizer's current lr and a
-    restored scheduler sets the optimizer's lr itself (no drift, no dependence on whether
-    the optimizer's state was restored too).
+    `_momentum` when it cycles momentum). The learning rate at step t is a pure function of t,
+    the base lrs and the hyperparameters (`lr_at`), so `step()` never reads the optimizer's
+    current lr and a restored scheduler sets the optimizer's lr itself (no drift, no
+    dependence on whether the optimizer's state was restored too).
 
     Population: when any hyperparameter or any group's lr is a [K] tensor, every group's lr is
     written as a [K] float64 tensor; when all are Python numbers, Python floats are written
