@@ -139,3 +139,46 @@ def test_replaced_member_trains_like_a_fresh_model_and_others_are_untouched(digi
             opt.step()
     for name, p in model.named_parameters():
         assert (swapped.population.params[name][1] - p).abs().max().item() <= 1e-10, name
+
+
+@pytest.mark.slow
+def test_compile_equals_eager(digits64):
+    """TrainConfig(compile=True): the compiled optimizer step gives the eager run's weights."""
+    members = [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 3e-2, "weight_decay": 1e-2}]
+    runs = []
+    for compile_ in (False, True):
+        cfg = TrainConfig(model="mlp", model_options={"hidden": (8,)}, epochs=1, batch_size=128,
+                          restore_best=False, compile=compile_)  # fmt: skip
+        trainer = PopulationTrainer(digits64, cfg, members)
+        trainer.fit()
+        runs.append(trainer)
+    assert runs[1].optimizer.compile
+    for name, p in runs[0].population.params.items():
+        assert (runs[1].population.params[name] - p).abs().max().item() <= 1e-12, name
+
+
+def test_autocast_member_equals_torch_autocast_alone():
+    """TrainConfig(autocast=True): member k equals the model trained alone under
+    torch.autocast(bfloat16) with torch.optim, and differs from a float32 run."""
+    ds = load_dataset("digits", seed=0)
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (32,)}, epochs=1, batch_size=64,
+                      seed=3, restore_best=False, autocast=True)  # fmt: skip
+    members = [{"lr": 1e-3, "weight_decay": 0.0, "seed": 11},
+               {"lr": 1e-2, "weight_decay": 1e-3, "seed": 12}]  # fmt: skip
+    trainer = PopulationTrainer(ds, cfg, members)
+    trainer.fit()
+    for k, m in enumerate(members):
+        errors = {}
+        for bf16 in (True, False):
+            torch.manual_seed(m["seed"])
+            model = build_model("mlp", 64, 10, hidden=(32,))
+            opt = torch.optim.Adam(model.parameters(), lr=m["lr"], weight_decay=m["weight_decay"])
+            for idx in BatchSampler(ds.n_train, batch_size=64, seed=3):
+                opt.zero_grad()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out = model(ds.X_train[idx])
+                torch.nn.functional.cross_entropy(out.float(), ds.y_train[idx]).backward()
+                opt.step()
+            errors[bf16] = max((trainer.population.params[n][k] - p).abs().max().item()
+                               for n, p in model.named_parameters())  # fmt: skip
+        assert errors[True] <= 1e-5 < 1e-3 <= errors[False], (k, errors)

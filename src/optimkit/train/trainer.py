@@ -20,6 +20,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,11 @@ class TrainConfig:
     parameter group; the first step pays the compilation, cached on disk afterwards); the
     result equals the eager step up to floating-point rounding. ``retain_memory=True`` lets
     the process keep and reuse memory that tensors free (see `retain_freed_memory`; a
-    process-wide malloc setting, applied when training starts)."""
+    process-wide malloc setting, applied when training starts). ``autocast=True`` runs the
+    model's matrix products and convolutions in bfloat16 (``torch.autocast``: mixed
+    precision, in training and in evaluation); weights, gradients, optimizer state and the
+    loss stay in the population's dtype. It changes the arithmetic (bfloat16 keeps 8
+    significant bits), so members no longer match a plain float32 run step for step."""
 
     model: str | Callable[..., torch.nn.Module] = "mlp"
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +118,7 @@ class TrainConfig:
     seed: int = 0
     compile: bool = False
     retain_memory: bool = True
+    autocast: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -123,7 +129,7 @@ class TrainConfig:
         ):  # fmt: skip
             raise ValueError(f"batch_size: expected an int >= 0 (0 = full batch), got "
                              f"{self.batch_size!r}")  # fmt: skip
-        for name in ("compile", "retain_memory"):
+        for name in ("compile", "retain_memory", "autocast"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
@@ -258,11 +264,17 @@ class PopulationTrainer:
             return y.to(self.dtype)
         return y
 
+    def _autocast(self) -> AbstractContextManager[Any]:
+        """bfloat16 autocast for the model's forward when ``config.autocast``."""
+        if not self.config.autocast:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     def _forward_eval(self, x: Tensor, chunk: int = 4096) -> Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             parts = [self.population.forward(x[i : i + chunk], train=False)
                      for i in range(0, x.shape[0], chunk)]  # fmt: skip
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1).to(self.dtype)
 
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Loss and task metrics of every member on (x, y): a dict of [K] tensors."""
@@ -286,7 +298,9 @@ class PopulationTrainer:
         count = 0
         for idx in self.sampler:
             xb, yb = (x, y) if self.sampler.full_batch else (x[idx], y[idx])
-            out = self.population.forward(xb, train=True)
+            with self._autocast():
+                out = self.population.forward(xb, train=True)
+            out = out.to(self.dtype)  # the loss in the population's dtype (autocast: bf16)
             batch_loss = self.loss.mean(self._loss_input(out), self._targets(yb))
             self.optimizer.zero_grad(set_to_none=True)
             batch_loss.sum().backward()
