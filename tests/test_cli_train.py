@@ -87,3 +87,36 @@ def test_existing_output_is_not_overwritten(tmp_path):
     result = runner.invoke(app, ["train", "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 2 and "--overwrite" in result.output
     assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path):
+    """A real `optimkit train` process killed after its checkpoint; --resume finishes the run
+    with the same result as an uninterrupted one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--data", "iris", "--model", "mlp", "--hidden", "8", "--lr", "0.01,0.1",
+            "--epochs", "30", "--batch-size", "8", "--dtype", "float64"]  # fmt: skip
+    out = tmp_path / "run"
+    ckpt = tmp_path / "run.checkpoint.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "optimkit.cli", *args, "--out", str(out),
+           "--checkpoint-every", "1", "--json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not out.exists()  # nothing half-written in the output folder
+    resumed = runner.invoke(app, [*args, "--out", str(out), "--checkpoint-every", "1",
+                                  "--resume", "--json"])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    full = runner.invoke(app, [*args, "--json"])
+    resumed_rows = json.loads(resumed.stdout)["members"]
+    full_rows = json.loads(full.stdout)["members"]
+    assert resumed_rows == full_rows
+    assert not ckpt.exists()

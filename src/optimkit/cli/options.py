@@ -105,6 +105,7 @@ class TrainOptions(RunOptions):
     per_member_batches: bool = False
     monitor: str = "val_loss"
     checkpoint_every: int | None = Field(None, ge=1)
+    resume: bool = False
 
     _split = field_validator(
         "lr", "weight_decay", "momentum", "dampening", "alpha", "eps", "lr_decay", "beta1",

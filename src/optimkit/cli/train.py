@@ -69,7 +69,10 @@ def train(
     patience: Annotated[int | None, Opt(help="Early-stopping patience in epochs.")] = None,
     monitor: Annotated[str | None, Opt(help="val_loss or val_<metric> for early stopping.")] = None,
     checkpoint_every: Annotated[
-        int | None, Opt(help="Checkpoint every N epochs (in --out).")
+        int | None, Opt(help="Checkpoint every N epochs to OUT.checkpoint.pt.")
+    ] = None,
+    resume: Annotated[
+        bool | None, Opt("--resume/--no-resume", help="Continue from OUT.checkpoint.pt.")
     ] = None,
     device: Annotated[str | None, Opt(help="cpu | cuda")] = None,
     threads: Annotated[
@@ -126,6 +129,11 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
         pca=options.pca, select_k=options.select_k, device=options.device, dtype=dtype,
     )  # fmt: skip
     members = options.members()
+    if (options.checkpoint_every or options.resume) and out is None:
+        raise UsageError("out: --checkpoint-every and --resume need an --out folder")
+    checkpoint = out.with_name(out.name + ".checkpoint.pt") if out is not None else None
+    if options.resume and not (checkpoint and checkpoint.is_file()):
+        raise UsageError(f"resume: no checkpoint {str(checkpoint)!r} to resume from")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".optimkit-", dir=out.parent)) if out else None
@@ -135,18 +143,20 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
         shared_batches=not options.per_member_batches, schedule=options.schedule,
         patience=options.patience, min_delta=options.min_delta, monitor=options.monitor,
         checkpoint_every=options.checkpoint_every,
-        checkpoint_path=str(staging / "checkpoint.pt") if staging and options.checkpoint_every
-        else None, seed=seeds[0],
+        checkpoint_path=str(checkpoint) if options.checkpoint_every else None, seed=seeds[0],
     )  # fmt: skip
     try:
         trainer = PopulationTrainer(dataset, config, members)
+        if options.resume:
+            trainer.load_checkpoint(checkpoint)  # type: ignore[arg-type]
         progress = Progress(
             TextColumn("[bold]training[/bold] {task.description}"), BarColumn(),
             TextColumn("epoch {task.completed}/{task.total}"), TimeElapsedColumn(),
             TimeRemainingColumn(), console=Console(stderr=True), disable=not show_progress,
         )  # fmt: skip
         with progress:
-            bar = progress.add_task(f"{len(members)} member(s)", total=options.epochs)
+            bar = progress.add_task(f"{len(members)} member(s)", total=options.epochs,
+                                    completed=trainer.epoch)  # fmt: skip
             trainer.progress = lambda done, total: progress.update(bar, completed=done)
             trainer.fit()
         best = trainer.best_member()
@@ -172,6 +182,8 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
                 shutil.rmtree(out)
             os.replace(staging, out)
             staging = None
+            if checkpoint is not None and checkpoint.exists():
+                checkpoint.unlink()  # the run is complete: its results replace the checkpoint
         return result
     finally:
         if staging is not None and staging.exists():
