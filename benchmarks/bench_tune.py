@@ -15,7 +15,11 @@ value is its best validation accuracy over its epochs.
   after every epoch reported to the trial (and pruned when the pruner says so).
 * optimkit: ``Tuner`` with a population of 64 on an SQLite file in a temporary folder, the
   same space (``SearchSpace.from_config(..., "adam", replace_defaults=True)``) and
-  ``make_sampler("tpe", space, 0)`` (TPE, seed 0, multivariate, constant liar).
+  ``make_sampler("tpe", space, 0)`` (TPE, seed 0, multivariate, constant liar). Also with a
+  population of 16: a population of 64 asks all 64 trials of an empty study at once, which
+  TPE answers with its random start-up; 16 at a time (4 waves, each slot refilled as soon as
+  its trial ends) lets TPE learn from the trials that ended, and under Hyperband a pruned
+  member's slot takes a new trial at once instead of computing along unused.
 
 Columns. wall: from opening the storage to the test accuracy of the best trial's best weights
 (both sides), median of ``--repeats`` interleaved rounds. set-up: opening the storage and
@@ -271,8 +275,16 @@ def table(title: str, outcomes: dict[str, Outcome], baseline: str) -> Table:
 
 
 def search(
-    ds: Dataset, trials: int, epochs: int, population: int, repeats: int, threads: list[int]
+    ds: Dataset,
+    trials: int,
+    epochs: int,
+    populations: tuple[int, ...],
+    repeats: int,
+    threads: tuple[int, ...],
 ) -> tuple[Table, Table]:
+    """The no-pruning table (every variant at every thread count) and the Hyperband table
+    (each side at its faster thread count)."""
+
     def plain(storage: str, th: int, pruner: str) -> Callable[[], Outcome]:
         def run() -> Outcome:
             with pinned(th):
@@ -280,12 +292,18 @@ def search(
 
         return run
 
-    def ours(th: int, pruner: str) -> Callable[[], Outcome]:
+    def ours(population: int, th: int, pruner: str) -> Callable[[], Outcome]:
         def run() -> Outcome:
             with pinned(th):
                 return optimkit_tune(ds, trials, epochs, pruner, population)
 
         return run
+
+    def plain_name(storage: str, th: int) -> str:
+        return f"plain Optuna, {storage}, {th} thr"
+
+    def ours_name(population: int, th: int) -> str:
+        return f"optimkit Tuner, sqlite, population {population}, {th} thr"
 
     with pinned(1):  # warm-up: lazy initialization of torch, Optuna, SQLAlchemy and alembic
         plain_optuna(ds, 2, 1, "none", "sqlite")
@@ -293,22 +311,24 @@ def search(
     variants: dict[str, Callable[[], Outcome]] = {}
     for storage in ("memory", "sqlite"):
         for th in threads:
-            variants[f"plain Optuna, {storage}, {th} thr"] = plain(storage, th, "none")
-    for th in threads:
-        variants[f"optimkit Tuner, sqlite, {th} thr"] = ours(th, "none")
+            variants[plain_name(storage, th)] = plain(storage, th, "none")
+    for population in populations:
+        for th in threads:
+            variants[ours_name(population, th)] = ours(population, th, "none")
     first = interleaved(variants, repeats)
-    plain_names = [n for n in first if n.startswith("plain")]
-    baseline = min(plain_names, key=lambda n: first[n].wall)
-    ours_best = min((n for n in first if n.startswith("optimkit")), key=lambda n: first[n].wall)
-    th_plain = int(baseline.split(", ")[-1].split()[0])
-    th_ours = int(ours_best.split(", ")[-1].split()[0])
+    baseline = min((plain_name(s, th) for s in ("memory", "sqlite") for th in threads),
+                   key=lambda n: first[n].wall)  # fmt: skip
+    th_plain = min(threads, key=lambda th: min(first[plain_name(s, th)].wall
+                                               for s in ("memory", "sqlite")))  # fmt: skip
+    th_ours = min(threads, key=lambda th: first[ours_name(populations[0], th)].wall)
     pruned = {
-        f"plain Optuna, memory, {th_plain} thr": plain("memory", th_plain, "hyperband"),
-        f"plain Optuna, sqlite, {th_plain} thr": plain("sqlite", th_plain, "hyperband"),
-        f"optimkit Tuner, sqlite, {th_ours} thr": ours(th_ours, "hyperband"),
+        plain_name("memory", th_plain): plain("memory", th_plain, "hyperband"),
+        plain_name("sqlite", th_plain): plain("sqlite", th_plain, "hyperband"),
     }
+    for population in populations:
+        pruned[ours_name(population, th_ours)] = ours(population, th_ours, "hyperband")
     second = interleaved(pruned, repeats)
-    hb_baseline = min((n for n in second if n.startswith("plain")), key=lambda n: second[n].wall)
+    hb_baseline = min(list(pruned)[:2], key=lambda n: second[n].wall)
     what = (f"{trials} trials, MLP {ds.n_features}-{HIDDEN}-{ds.n_classes} on digits, Adam "
             f"(lr, weight decay), {epochs} epochs, batch {BATCH}, TPE seed {SEED}")  # fmt: skip
     return (
@@ -392,7 +412,8 @@ def main(repeats: int = 3, quick: bool = False, threads: tuple[int, ...] = (1, 2
     trials, epochs = (16, 5) if quick else (64, 20)
     with pinned(1):
         console.print(overhead_parts(trials, epochs, repeats))
-    for t in search(ds, trials, epochs, trials, 1 if quick else repeats, list(threads)):
+    populations = (trials, trials // 4)
+    for t in search(ds, trials, epochs, populations, 1 if quick else repeats, threads):
         console.print(t)
 
 
