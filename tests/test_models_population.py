@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from optimkit.models import Population, build_model
+from optimkit.models import Population, build_model, grouped
 
 DT = torch.float64
 TOL = {"rtol": 1e-12, "atol": 1e-12}
@@ -482,3 +482,64 @@ def test_bad_forward_inputs():
         drop.forward(x, True, dropout_masks=[])
     with pytest.raises(ValueError, match=r"k: expected a member index in \[0, 3\)"):
         mlp.member(3)
+
+
+def _graph_names(out: torch.Tensor) -> set[str]:
+    names, stack, seen = set(), [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(n for n, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize(
+    "model,n_features,n_outputs,opts",
+    [
+        ("mlp", 5, 3, {"hidden": (6,)}),  # torch's init: non-zero biases
+        ("mlp", 5, 3, {"hidden": (6, 4), "batch_norm": True, "residual": True}),
+        ("logistic", 5, 1, {}),
+    ],
+)
+def test_float32_shared_first_layer_matches_plain_modules(model, n_features, n_outputs, opts):
+    """float32 on CPU: the first layer on a shared input takes oneDNN (forward and weight
+    gradient) where torch has it; members equal the plain float32 modules, and a double
+    backward (Hessian-vector product) equals the plain modules' too."""
+    f32 = torch.float32
+    pop = Population(model, n_features, n_outputs, SEEDS, options=opts, dtype=f32)
+    plains = []
+    for s in SEEDS:
+        torch.manual_seed(s)
+        plains.append(build_model(model, n_features, n_outputs, **opts))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, n_features, generator=gen)
+    y = torch.randn(8, n_outputs, generator=gen)
+    out = pop.forward(x, train=True)
+    fast = grouped._ONEDNN_LINEAR is not None
+    assert ("_SharedDenseBackward" in _graph_names(out)) == fast
+    (out - y).square().mean(dim=(1, 2)).sum().backward()
+    tol = {"rtol": 1e-5, "atol": 1e-6}
+    for k, m in enumerate(plains):
+        ref = m(x)
+        torch.testing.assert_close(out[k].detach(), ref.detach(), **tol)
+        (ref - y).square().mean().backward()
+        for name, p in m.named_parameters():
+            torch.testing.assert_close(pop.params[name].grad[k], p.grad, **tol)
+    with torch.no_grad():
+        evaluated = pop.forward(x, train=False)
+    for k, m in enumerate(plains):
+        torch.testing.assert_close(evaluated[k], m.eval()(x), **tol)
+    # Hessian-vector product through the first layer (create_graph=True)
+    first = next(iter(pop.params))
+    w = pop.params[first]
+    (g,) = torch.autograd.grad(pop.forward(x, train=True).square().sum(), w, create_graph=True)
+    v = torch.randn(w.shape, generator=gen)
+    (hv,) = torch.autograd.grad((g * v).sum(), w)
+    for k, m in enumerate(plains):
+        p = m.get_parameter(first)
+        (gk,) = torch.autograd.grad(m.train()(x).square().sum(), p, create_graph=True)
+        (hk,) = torch.autograd.grad((gk * v[k]).sum(), p)
+        torch.testing.assert_close(hv[k], hk, rtol=1e-4, atol=1e-4)
