@@ -1,6 +1,7 @@
 """Population trainer vs the same configurations trained one after another (issue 3).
 
-Run: ``.venv/bin/python -m benchmarks.bench_train [--repeats 3] [--quick] [--no-cnn]``.
+Run: ``.venv/bin/python -m benchmarks.bench_train [--repeats 3] [--quick] [--no-cnn]
+[--threads 1 2] [--seq-configs N]``.
 
 Headline: 64 configurations of an MLP 64-128-10 (ReLU) on digits (standardized, 1,257
 training rows), 20 epochs, batch 64, Adam with 64 (lr, weight decay) pairs drawn log-uniform
@@ -9,27 +10,32 @@ from [1e-4, 1e-1] x [1e-6, 1e-2] (seed 0), member k initialized from seed k.
 * sequential: plain torch, one configuration after another: ``nn.Sequential(Linear, ReLU,
   Linear)``, ``torch.optim.Adam(lr, weight_decay)``, ``F.cross_entropy``, the batches of
   ``optimkit.data.BatchSampler`` (the population's), validation loss and accuracy after every
-  epoch. Timed as 1 process x 2 threads, and as 2 processes x 1 thread (32 configurations
-  each; the wall time of the pair, from a barrier both pass after their set-up); the faster is
-  the baseline.
+  epoch. Timed as 1 process x 2 threads (on the first ``--seq-configs`` configurations, all
+  by default), and as 2 processes x 1 thread (32 configurations each; the wall time of the
+  pair, from a barrier both pass after their set-up); the faster is the baseline.
 * population: ``PopulationTrainer`` with the 64 members (validation loss, accuracy, macro F1
   and log loss of every member after every epoch; the test set once at the end), timed from
-  construction to the end of ``fit()``, with 1 and with 2 threads.
+  construction to the end of ``fit()``, with each thread count: the default configuration
+  (float32, eager optimizer step), ``compile=True`` (the optimizer step through
+  torch.compile, compiled before the timing), and ``compile=True, autocast=True`` (bfloat16
+  matrix products: mixed precision, opt-in).
 
 Each variant is run ``--repeats`` times in interleaved rounds (so that load from elsewhere
-hits them alike) and the median wall time is reported as ms per trial-epoch (wall time / (64
-configurations x 20 epochs)). Best val accuracy: the highest validation accuracy any
-configuration reached after any epoch, by the same definition on both sides (member k starts
-from the weights of sequential run k and sees the same batches, so they differ only by
-floating-point rounding).
+hits them alike) and the median wall time is reported as ms per trial-epoch (wall time /
+(configurations x epochs)); the CPU column is the median CPU time of all threads and processes
+(on a loaded machine a second thread mostly waits for a core, which wall time shows and CPU
+time does not). Best val accuracy: the highest validation accuracy any configuration reached
+after any epoch, by the same definition on both sides (member k starts from the weights of
+sequential run k and sees the same batches, so in float32 they differ only by rounding).
 
-Scaling: ms per trial-epoch of the population at K = 1 ... 256 for the MLP on digits, and for
-the default CNN (conv 16-32, 3x3, on 1x28x28) on a subset of Fashion-MNIST (the first
-``--cnn-train`` training and ``--cnn-val`` validation images); each cell is the median wall
-time of the epochs after a first, untimed one.
+Scaling: ms per trial-epoch of the population at K = 1 ... 256 for the MLP on digits (default
+and compile=True), and for the default CNN (conv 16-32, 3x3, on 1x28x28) on a subset of
+Fashion-MNIST (the first ``--cnn-train`` training and ``--cnn-val`` validation images); each
+cell is the median wall time of the epochs after a first, untimed one.
 
 Threads are pinned (``torch.set_num_threads`` and threadpoolctl for the BLAS/OpenMP pools).
-Compare ratios within one run; absolute times depend on the machine and its load.
+Compare ratios within one run; absolute times depend on the machine and its load (the title
+shows the load average before and after).
 """
 
 from __future__ import annotations
@@ -145,7 +151,9 @@ def run_two_processes(configs: Sequence[dict[str, Any]], epochs: int) -> Run:
     for p in procs:
         p.join()
     wall = max(d[1] for d in done) - min(d[0] for d in done)
-    return Run(wall, sum(d[2] for d in done), max(a for d in done for a in d[3]))
+    return Run(
+        wall, sum(d[2] for d in done), max(a for d in done for a in d[3]), len(configs) * epochs
+    )
 
 
 # ------------------------------------------------------------------------------ population
@@ -170,67 +178,105 @@ def best_val_accuracy(trainer: PopulationTrainer) -> float:
 
 
 # ------------------------------------------------------------------------------ timing
+#: the population's variants: label -> TrainConfig options
+POPULATION = {
+    "population": {},
+    "population, compile": {"compile": True},
+    "population, compile + bf16 autocast": {"compile": True, "autocast": True},
+}
+
+_compiled_for: tuple[int, int] | None = None  # (threads, K) the compiled kernels were made for
+
+
+def warm(ds: Dataset, k: int, threads: int, model: str = "mlp", **kw: Any) -> None:
+    """Compile (when asked) before timing: inductor's CPU kernels are specialized on the
+    thread count, so switching it resets dynamo and compiles again, outside the timing."""
+    global _compiled_for
+    if not kw.get("compile") or _compiled_for == (threads, k):
+        return
+    torch._dynamo.reset()
+    with pinned(threads):
+        PopulationTrainer(ds, population_config(1, model, **kw), configurations(k)).fit()
+    _compiled_for = (threads, k)
+
+
 @dataclasses.dataclass
 class Run:
     wall: float  # seconds
     cpu: float  # CPU seconds of every thread and process involved
     best: float  # best val accuracy (any configuration, any epoch)
+    trial_epochs: int
+
+    @property
+    def ms(self) -> float:
+        """Wall milliseconds per trial-epoch."""
+        return 1e3 * self.wall / self.trial_epochs
 
 
-def timed(fn: Callable[[], float]) -> Callable[[], Run]:
+def timed(fn: Callable[[], float], trial_epochs: int) -> Callable[[], Run]:
     """A variant run in this process: wall and CPU time around `fn` (which returns the best
     val accuracy)."""
 
     def run() -> Run:
         wall, cpu = time.perf_counter(), time.process_time()
         best = fn()
-        return Run(time.perf_counter() - wall, time.process_time() - cpu, best)
+        return Run(time.perf_counter() - wall, time.process_time() - cpu, best, trial_epochs)
 
     return run
 
 
-def interleaved(variants: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
+Variant = tuple[Callable[[], None] | None, Callable[[], Run]]  # (untimed set-up, timed run)
+
+
+def interleaved(variants: dict[str, Variant], repeats: int) -> dict[str, list[Run]]:
     """`repeats` runs of each variant in rounds, the order rotating each round."""
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     names = list(variants)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            runs[name].append(variants[name]())
+            setup, run = variants[name]
+            if setup is not None:
+                setup()
+            runs[name].append(run())
     return runs
 
 
-def headline(ds: Dataset, k: int, epochs: int, repeats: int, **kw: Any) -> Table:
+def headline(
+    ds: Dataset, k: int, epochs: int, repeats: int, threads: Sequence[int], seq_configs: int
+) -> Table:
     configs = configurations(k)
-    trial_epochs = k * epochs
+    subset = configs[: min(seq_configs, k)]
 
     def sequential() -> float:
         with pinned(2):
-            return max(train_sequential(ds, configs, epochs))
+            return max(train_sequential(ds, subset, epochs))
 
-    def population(threads: int) -> Callable[[], float]:
+    def population(t: int, kw: dict[str, Any]) -> Variant:
         def run() -> float:
-            with pinned(threads):
+            with pinned(t):
                 return best_val_accuracy(train_population(ds, configs, epochs, **kw))
 
-        return run
+        return (lambda: warm(ds, k, t, **kw)), timed(run, k * epochs)
 
-    with pinned(1):  # warm-up: lazy initialization (and compilation, if asked for)
-        train_population(ds, configs, 1, **kw)
+    with pinned(1):  # warm-up: lazy initialization of torch's kernels
+        train_population(ds, configs, 1)
         train_one(ds, configs[0], 1)
     load = os.getloadavg()[0]
-    runs = interleaved(
-        {
-            "sequential, 1 process x 2 threads": timed(sequential),
-            "sequential, 2 processes x 1 thread": lambda: run_two_processes(configs, epochs),
-            "population, 1 thread": timed(population(1)),
-            "population, 2 threads": timed(population(2)),
-        },
-        repeats,
-    )
-    wall = {name: statistics.median(r.wall for r in rs) for name, rs in runs.items()}
+    one = "sequential, 1 process x 2 threads"
+    if len(subset) < k:
+        one += f" (the first {len(subset)} configurations)"
+    variants: dict[str, Variant] = {
+        one: (None, timed(sequential, len(subset) * epochs)),
+        "sequential, 2 processes x 1 thread": (None, lambda: run_two_processes(configs, epochs)),
+    }
+    for label, kw in POPULATION.items():
+        for t in threads:
+            variants[f"{label}, {t} thread{'s' * (t > 1)}"] = population(t, kw)
+    runs = interleaved(variants, repeats)
+    ms = {name: statistics.median(r.ms for r in rs) for name, rs in runs.items()}
     seq_names = [n for n in runs if n.startswith("sequential")]
-    baseline = min(seq_names, key=wall.__getitem__)
-    seq_best = runs[seq_names[0]][-1].best
+    baseline = min(seq_names, key=ms.__getitem__)
+    seq_best = runs["sequential, 2 processes x 1 thread"][-1].best  # all k configurations
     table = Table(
         title=(
             f"{k} configurations of an MLP {ds.n_features}-{HIDDEN}-{ds.n_classes} on digits, "
@@ -246,9 +292,9 @@ def headline(ds: Dataset, k: int, epochs: int, repeats: int, **kw: Any) -> Table
         best = rs[-1].best
         table.add_row(
             name,
-            f"{wall[name]:.2f}",
-            f"{1e3 * wall[name] / trial_epochs:.2f}",
-            f"{wall[baseline] / wall[name]:.1f}x",
+            f"{statistics.median(r.wall for r in rs):.2f}",
+            f"{ms[name]:.2f}",
+            f"{ms[baseline] / ms[name]:.1f}x",
             f"{statistics.median(r.cpu for r in rs):.2f}",
             f"{100 * best:.2f}%",
             f"{100 * (best - seq_best):+.2f} pts",
@@ -257,36 +303,41 @@ def headline(ds: Dataset, k: int, epochs: int, repeats: int, **kw: Any) -> Table
 
 
 def scaling(
-    name: str,
+    title: str,
     ds: Dataset,
     model: str,
     k_list: Sequence[int],
     threads: Sequence[int],
     epochs: int,
-    **kw: Any,
+    variants: Sequence[str],
 ) -> Table:
-    """ms per trial-epoch of the population at each K: median of the epochs after the first."""
-    table = Table(title=name)
+    """ms per trial-epoch of the population at each K: median of the epochs after the first
+    (which includes compilation, where asked)."""
+    table = Table(title=title)
     table.add_column("K", justify="right")
-    for t in threads:
-        table.add_column(f"ms / trial-epoch, {t} thread{'s' * (t > 1)}", justify="right")
-        table.add_column(f"vs K=1, {t} thread{'s' * (t > 1)}", justify="right")
     rows: dict[int, list[str]] = {k: [str(k)] for k in k_list}
-    for t in threads:
-        base = None
-        with pinned(t):
-            for k in k_list:
-                trainer = PopulationTrainer(
-                    ds, population_config(epochs, model, **kw), configurations(k)
-                )
-                seconds = []
-                for _ in range(epochs):
-                    start = time.perf_counter()
-                    trainer.run_epoch()
-                    seconds.append(time.perf_counter() - start)
-                ms = 1e3 * statistics.median(seconds[1:]) / k
-                base = base or ms
-                rows[k] += [f"{ms:.3f}", f"{base / ms:.1f}x"]
+    for label in variants:
+        kw = POPULATION[label]
+        for t in threads:
+            name = f"{label.removeprefix('population').strip(', ') or 'default'}, {t}T"
+            table.add_column(f"{name}: ms", justify="right")
+            table.add_column(f"{name}: vs K=1", justify="right")
+            if kw.get("compile"):
+                torch._dynamo.reset()  # compiled kernels are specialized on the thread count
+            base = None
+            with pinned(t):
+                for k in k_list:
+                    trainer = PopulationTrainer(
+                        ds, population_config(epochs, model, **kw), configurations(k)
+                    )
+                    seconds = []
+                    for _ in range(epochs):
+                        start = time.perf_counter()
+                        trainer.run_epoch()
+                        seconds.append(time.perf_counter() - start)
+                    ms = 1e3 * statistics.median(seconds[1:]) / k
+                    base = base or ms
+                    rows[k] += [f"{ms:.3f}", f"{base / ms:.1f}x"]
     for row in rows.values():
         table.add_row(*row)
     return table
@@ -309,29 +360,35 @@ def main(
     repeats: int = 3,
     quick: bool = False,
     cnn: bool = True,
-    cnn_train: int = 512,
-    cnn_val: int = 512,
+    cnn_train: int = 256,
+    cnn_val: int = 256,
     threads: Sequence[int] = (1, 2),
+    seq_configs: int = 64,
 ) -> None:
+    # compile=True compiles the optimizer step once per shape set (K) and thread count
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough for the tables
         console = Console(width=200)
     digits = load_dataset("digits", seed=SEED)
     k, epochs = (16, 5) if quick else (64, 20)
-    console.print(headline(digits, k, epochs, repeats))
+    console.print(headline(digits, k, epochs, repeats, threads, seq_configs))
     k_list = K_LIST[:3] if quick else K_LIST
     title = (
         f"population scaling: MLP {digits.n_features}-{HIDDEN}-10 on digits "
-        f"({digits.n_train} training rows, batch {BATCH}; epochs 2-4 timed)"
+        f"({digits.n_train} training rows, batch {BATCH}); ms per trial-epoch, median of "
+        "epochs 2-4 (T = threads)"
     )
-    console.print(scaling(title, digits, "mlp", k_list, threads, 4))
+    variants = ["population", "population, compile"]
+    console.print(scaling(title, digits, "mlp", k_list, threads, 4, variants))
     if cnn:
         images = fashion_subset(cnn_train // 4 if quick else cnn_train, cnn_val)
         title = (
             f"population scaling: CNN conv 16-32 on Fashion-MNIST, a subset of {images.n_train} "
-            f"training / {images.n_val} validation images, batch {BATCH}; epoch 2 timed"
+            f"training / {images.n_val} validation images, batch {BATCH}; ms per trial-epoch "
+            "of epoch 2 (T = threads)"
         )
-        console.print(scaling(title, images, "cnn", k_list, threads[-1:], 2))
+        console.print(scaling(title, images, "cnn", k_list, threads, 2, ["population"]))
 
 
 if __name__ == "__main__":
@@ -339,8 +396,15 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="16 configurations, 5 epochs")
     parser.add_argument("--no-cnn", action="store_true", help="skip the Fashion-MNIST CNN")
-    parser.add_argument("--cnn-train", type=int, default=512)
-    parser.add_argument("--cnn-val", type=int, default=512)
+    parser.add_argument("--cnn-train", type=int, default=256, help="Fashion-MNIST images")
+    parser.add_argument("--cnn-val", type=int, default=256)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--seq-configs", type=int, default=64,
+        help="time the 1-process sequential run on the first N configurations only",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.repeats, args.quick, not args.no_cnn, args.cnn_train, args.cnn_val, args.threads)
+    main(
+        args.repeats, args.quick, not args.no_cnn, args.cnn_train, args.cnn_val, args.threads,
+        args.seq_configs,
+    )  # fmt: skip
