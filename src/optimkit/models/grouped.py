@@ -8,7 +8,8 @@ are (no transposes), and a first layer on an input shared by all members is a si
 view ``[1, K*F, B]`` with the stacked running statistics viewed as ``[K*F]``: each (member,
 feature) channel gets its own batch statistics and updates its own running stats in place,
 exactly as BatchNorm1d does. Convolutions run as ``[B, K*C, H, W]`` with ``groups=K`` (the
-first one, on a shared input, as one conv with K*C_out filters). Outputs come out as a
+first one, on a shared input, as one conv with K*C_out filters), in the channels-last memory
+format (pooling over [B, K*C, H, W] is much faster there). Outputs come out as a
 contiguous ``[K, out, B]``; the Population returns its ``[K, B, out]`` transposed view, so
 ``out.transpose(1, 2)`` is free and is the layout ``F.cross_entropy(logits, y[K, B])`` (class
 dim 1) runs fastest on (about 7x faster than ``[K*B, C]`` rows on CPU for C = 10, see
@@ -227,6 +228,10 @@ class GroupedCNN(GroupedModel):
             groups = k
         else:
             z, groups = x.reshape(n, c, height, width), 1
+        # channels-last (NHWC): max pooling vectorizes over the K*C channels (forward on
+        # [64, 80, 28, 28] in float32, one thread: 2.4 ms vs 21 ms on NCHW); a conv on a
+        # channels-last input gives a channels-last output, except from one input channel
+        z = z.contiguous(memory_format=torch.channels_last)
         for i, block in enumerate(self.convs):
             prefix = f"convs.{i}."
             w = params[prefix + "conv.weight"]
@@ -237,7 +242,7 @@ class GroupedCNN(GroupedModel):
                 None if bias is None else bias.reshape(-1),
                 padding=block.conv.padding,
                 groups=groups,
-            )
+            ).contiguous(memory_format=torch.channels_last)  # a copy only after C_in = 1
             if block.norm is not None:
                 z = batch_norm(z, params, buffers, prefix + "norm.", block.norm, train)
             z = F.max_pool2d(activation_function(block.activation)(z), 2)
