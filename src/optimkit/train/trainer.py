@@ -295,7 +295,7 @@ class PopulationTrainer:
             retain_freed_memory()
         x, y = self.dataset.X_train, self.dataset.y_train
         total = torch.zeros(self.k, dtype=torch.float64, device=self.device)
-        count = 0
+        count = steps = 0
         for idx in self.sampler:
             xb, yb = (x, y) if self.sampler.full_batch else (x[idx], y[idx])
             with self._autocast():
@@ -305,12 +305,15 @@ class PopulationTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             batch_loss.sum().backward()
             self.optimizer.step()
-            self.member_steps += 1
             if self.schedule_per_step:
+                self.member_steps += 1
                 self._apply_schedule(self.member_steps)
+            else:  # counted once per epoch (a few us per step saved)
+                steps += 1
             n = yb.shape[-1]
-            total += batch_loss.detach().to(torch.float64) * n
+            total.add_(batch_loss.detach(), alpha=n)  # in float64
             count += n
+        self.member_steps += steps
         return total / max(count, 1)
 
     def _members_finite(self) -> Tensor:
