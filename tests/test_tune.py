@@ -157,7 +157,7 @@ def test_tune_cli_bad_input_exits_2(args, message, tmp_path):
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     """A real process killed with SIGKILL mid-run; the same command then finishes the study."""
     cmd = [sys.executable, "-m", "optimkit.cli", "tune", "--data", "iris", "--model", "mlp",
-           "--hidden", "8", "--trials", "40", "--population", "4", "--epochs", "3",
+           "--hidden", "8", "--trials", "40", "--population", "4", "--epochs", "10",
            "--batch-size", "16", "--sampler", "random", "--out", str(tmp_path),
            "--study-name", "k", "--json"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -185,7 +185,8 @@ def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]
             population=options.population, metric=metric, objectives=tuple(options.objectives),
             target=options.target_value,
             on_trial=lambda done, total: progress.update(
-                bar, completed=sum(t.state.is_finished() for t in mirror.study.trials)),
+                bar, completed=sum(t.state.is_finished()
+                                  for t in mirror.study.get_trials(deepcopy=False))),
         )  # fmt: skip
         result = tuner.run()
     summary: dict[str, Any] = {
