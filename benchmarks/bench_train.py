@@ -1,7 +1,7 @@
 """Population trainer vs the same configurations trained one after another (issue 3).
 
 Run: ``.venv/bin/python -m benchmarks.bench_train [--repeats 3] [--quick] [--no-cnn]
-[--threads 1 2] [--seq-configs N]``.
+[--no-scaling] [--threads 1 2] [--seq-configs N]``.
 
 Headline: 64 configurations of an MLP 64-128-10 (ReLU) on digits (standardized, 1,257
 training rows), 20 epochs, batch 64, Adam with 64 (lr, weight decay) pairs drawn log-uniform
@@ -146,7 +146,7 @@ def run_two_processes(configs: Sequence[dict[str, Any]], epochs: int) -> Run:
     ]
     for p in procs:
         p.start()
-    barrier.wait()
+    barrier.wait(timeout=300)  # a worker that died breaks the barrier instead of hanging
     done = [results.get() for _ in procs]
     for p in procs:
         p.join()
@@ -364,6 +364,7 @@ def main(
     cnn_val: int = 256,
     threads: Sequence[int] = (1, 2),
     seq_configs: int = 64,
+    scaling_tables: bool = True,
 ) -> None:
     # compile=True compiles the optimizer step once per shape set (K) and thread count
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -373,6 +374,8 @@ def main(
     digits = load_dataset("digits", seed=SEED)
     k, epochs = (16, 5) if quick else (64, 20)
     console.print(headline(digits, k, epochs, repeats, threads, seq_configs))
+    if not scaling_tables:
+        return
     k_list = K_LIST[:3] if quick else K_LIST
     title = (
         f"population scaling: MLP {digits.n_features}-{HIDDEN}-10 on digits "
@@ -403,8 +406,9 @@ if __name__ == "__main__":
         "--seq-configs", type=int, default=64,
         help="time the 1-process sequential run on the first N configurations only",
     )  # fmt: skip
+    parser.add_argument("--no-scaling", action="store_true", help="only the headline table")
     args = parser.parse_args()
     main(
         args.repeats, args.quick, not args.no_cnn, args.cnn_train, args.cnn_val, args.threads,
-        args.seq_configs,
+        args.seq_configs, not args.no_scaling,
     )  # fmt: skip
