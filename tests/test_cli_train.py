@@ -120,3 +120,27 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     full_rows = json.loads(full.stdout)["members"]
     assert resumed_rows == full_rows
     assert not ckpt.exists()
+
+
+def test_speed_flags_reach_the_trainer(tmp_path):
+    """--autocast trains exactly as TrainConfig(autocast=True) does (bf16 products change the
+    numbers, so a float32 run would differ); `compile: true` in a config file is read too."""
+    from optimkit.cli.options import TrainOptions, load_options
+    from optimkit.data import load_dataset
+    from optimkit.train import PopulationTrainer, TrainConfig
+
+    args = ["train", "--data", "iris", "--model", "softmax", "--lr", "0.05", "--epochs", "2",
+            "--batch-size", "16", "--json"]  # fmt: skip
+    fast = json.loads(runner.invoke(app, [*args, "--autocast"]).stdout)["members"][0]
+    plain = json.loads(runner.invoke(app, args).stdout)["members"][0]
+    ds = load_dataset("iris", seed=0)
+    cfg = TrainConfig(model="softmax", epochs=2, batch_size=16, autocast=True)
+    trainer = PopulationTrainer(ds, cfg, [{"lr": 0.05}])
+    trainer.fit()
+    expected = trainer.summary()[0]
+    assert fast["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-12)
+    assert fast["test_loss"] != pytest.approx(plain["test_loss"], rel=1e-6)
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("compile: true\n")
+    assert load_options(cfg_file, {}, TrainOptions).speed_options() == {
+        "compile": True, "autocast": False}  # fmt: skip

@@ -24,6 +24,10 @@ MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dampening", "alpha", "eps", "l
 MODEL_KEYS = ("hidden", "activation", "init", "batch_norm", "dropout", "residual")
 
 
+COMPILE_HELP = "Run the optimizer step through torch.compile (one fused loop; compiles once)."
+AUTOCAST_HELP = "bfloat16 matrix products (mixed precision: faster on CPUs with AVX512-BF16)."
+
+
 class UsageError(ValueError):
     """A bad flag, config key or file: printed without a traceback, exit code 2."""
 
@@ -70,10 +74,16 @@ class RunOptions(BaseModel):
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = Field(1, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
+    compile: bool = False
+    autocast: bool = False
     out: Path | None = None
     overwrite: bool = False
 
     _widths = field_validator("hidden", mode="before")(_floats)
+
+    def speed_options(self) -> dict[str, bool]:
+        """TrainConfig's opt-in speed paths: a torch.compile'd optimizer step, bf16 autocast."""
+        return {"compile": self.compile, "autocast": self.autocast}
 
     def model_options(self) -> dict[str, Any]:
         opts = {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k) is not None}

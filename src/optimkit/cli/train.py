@@ -12,7 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from optimkit.cli.options import TrainOptions, UsageError, as_usage_error, load_options
+from optimkit.cli.options import (
+    AUTOCAST_HELP,
+    COMPILE_HELP,
+    TrainOptions,
+    UsageError,
+    as_usage_error,
+    load_options,
+)
 
 Opt = typer.Option
 
@@ -79,6 +86,8 @@ def train(
         int | None, Opt(help="CPU threads (default 1: small vectorized steps run fastest on one).")
     ] = None,
     dtype: Annotated[str | None, Opt(help="float32 | float64")] = None,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)] = None,
+    autocast: Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)] = None,
     out: Annotated[Path | None, Opt(help="Output folder for model, config and history.")] = None,
     overwrite: Annotated[
         bool | None, Opt("--overwrite/--no-overwrite", help="Replace --out.")
@@ -144,6 +153,7 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
         patience=options.patience, min_delta=options.min_delta, monitor=options.monitor,
         checkpoint_every=options.checkpoint_every,
         checkpoint_path=str(checkpoint) if options.checkpoint_every else None, seed=seeds[0],
+        **options.speed_options(),
     )  # fmt: skip
     try:
         trainer = PopulationTrainer(dataset, config, members)

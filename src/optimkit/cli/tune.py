@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from optimkit.cli.options import (
+    AUTOCAST_HELP,
+    COMPILE_HELP,
     CompareOptions,
     TuneOptions,
     UsageError,
@@ -30,6 +32,8 @@ Float = Annotated[float | None, Opt()]
 Text = Annotated[str | None, Opt()]
 Folder = Annotated[Path | None, Opt(help="Output folder (study database, results, model).")]
 Json = Annotated[bool, Opt("--json", help="Print the results as JSON.")]
+Compile = Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)]
+Autocast = Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)]
 
 
 def tune(
@@ -58,6 +62,8 @@ def tune(
     patience: Int = None,
     seed: Int = None,
     threads: Int = None,
+    compile: Compile = None,
+    autocast: Autocast = None,
     out: Folder = None,
     json: Json = False,
 ) -> None:
@@ -95,6 +101,8 @@ def compare(
     batch_size: Int = None,
     seed: Int = None,
     threads: Int = None,
+    compile: Compile = None,
+    autocast: Autocast = None,
     out: Folder = None,
     json: Json = False,
 ) -> None:
@@ -142,6 +150,7 @@ def _prepare(options: TuneOptions, default_out: str):
         model=options.model, model_options=options.model_options(), loss=options.loss,
         epochs=options.epochs, batch_size=options.batch_size, schedule=options.schedule,
         patience=options.patience, min_delta=options.min_delta, seed=options.seed,
+        **options.speed_options(),
     )  # fmt: skip
     storage = open_storage(options.storage, out)
     return out, dataset, base, storage
