@@ -74,16 +74,12 @@ class RunOptions(BaseModel):
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = Field(1, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
-    compile: bool = False
-    autocast: bool = False
+    compile: bool = False  # TrainConfig's opt-in speed paths: a torch.compile'd optimizer step
+    autocast: bool = False  # and bfloat16 autocast
     out: Path | None = None
     overwrite: bool = False
 
     _widths = field_validator("hidden", mode="before")(_floats)
-
-    def speed_options(self) -> dict[str, bool]:
-        """TrainConfig's opt-in speed paths: a torch.compile'd optimizer step, bf16 autocast."""
-        return {"compile": self.compile, "autocast": self.autocast}
 
     def model_options(self) -> dict[str, Any]:
         opts = {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k) is not None}

@@ -153,7 +153,7 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
         patience=options.patience, min_delta=options.min_delta, monitor=options.monitor,
         checkpoint_every=options.checkpoint_every,
         checkpoint_path=str(checkpoint) if options.checkpoint_every else None, seed=seeds[0],
-        **options.speed_options(),
+        compile=options.compile, autocast=options.autocast,
     )  # fmt: skip
     try:
         trainer = PopulationTrainer(dataset, config, members)

@@ -150,7 +150,7 @@ def _prepare(options: TuneOptions, default_out: str):
         model=options.model, model_options=options.model_options(), loss=options.loss,
         epochs=options.epochs, batch_size=options.batch_size, schedule=options.schedule,
         patience=options.patience, min_delta=options.min_delta, seed=options.seed,
-        **options.speed_options(),
+        compile=options.compile, autocast=options.autocast,
     )  # fmt: skip
     storage = open_storage(options.storage, out)
     return out, dataset, base, storage
