@@ -32,6 +32,10 @@ Float = Annotated[float | None, Opt()]
 Text = Annotated[str | None, Opt()]
 Folder = Annotated[Path | None, Opt(help="Output folder (study database, results, model).")]
 Json = Annotated[bool, Opt("--json", help="Print the results as JSON.")]
+TARGET_HELP = (
+    "Val metric to reach (default: 0.97 accuracy; otherwise the worst optimizer's "
+    "mean best val metric)."
+)
 Compile = Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)]
 Autocast = Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)]
 
@@ -94,9 +98,7 @@ def compare(
     storage: Text = None,
     study_name: Text = None,
     metric: Text = None,
-    target_metric: Annotated[
-        float | None, Opt("--target-value", help="Val metric to reach (default: 0.97 accuracy).")
-    ] = None,
+    target_metric: Annotated[float | None, Opt("--target-value", help=TARGET_HELP)] = None,
     epochs: Int = None,
     batch_size: Int = None,
     seed: Int = None,
@@ -266,6 +268,7 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
             target=target, seed=options.seed, space=options.space,
             on_stage=lambda text: status.update(text),
         )  # fmt: skip
+    target = tournament.target
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
         tournament.curves.to_csv(staging / "curves.csv", index=False)
@@ -279,8 +282,11 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     board = tournament.leaderboard
+    from optimkit.tune.tuner import DEFAULT_METRIC
+
+    metric = options.metric or DEFAULT_METRIC[dataset.task]
     return {
-        "data": dataset.name, "model": options.model, "metric": options.metric or "accuracy",
+        "data": dataset.name, "model": options.model, "metric": metric,
         "target": target, "seconds": tournament.seconds, "out": str(out),
         "leaderboard": board.to_dict(orient="records"),
     }  # fmt: skip

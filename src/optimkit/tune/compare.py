@@ -5,7 +5,8 @@ same data and model; its best configuration is then re-trained with S seeds (one
 of S members that differ only in their initialization seed), and evaluated once on the test
 split at each seed's best validation epoch. The leaderboard ranks optimizers by mean test
 metric, and reports its spread, and the wall time and epochs each needed to reach a target
-validation metric.
+validation metric: the one given, or else the level every optimizer reaches on average (the
+worst optimizer's mean best validation metric).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Tournament:
     importance: dict[str, dict[str, float]]
     results: dict[str, TuneResult]
     seconds: float
+    target: float | None  # the val metric the time-to-target columns refer to
 
 
 def compare(
@@ -82,17 +84,23 @@ def compare(
             result.best_config = {**full_config(sp, best.params), "seed": base.seed + best.number}
         if on_stage is not None:
             on_stage(f"{seeds} seeds of the best {name}")
-        row, seed_curves = _seeds(dataset, base, name, result, seeds, tuner.metric, target)
+        row, seed_curves = _seeds(dataset, base, name, result, seeds, tuner.metric)
         rows.append(row)
         curves += seed_curves
+    greater = _direction(dataset, metric) == "maximize"
+    if target is None and rows:  # the level every optimizer reaches on average
+        worst = (min if greater else max)(row["val_mean"] for row in rows)
+        target = float(worst)
+    frame = pd.DataFrame(curves)
+    for row in rows:
+        row.update(_reach(frame[frame["optimizer"] == row["optimizer"]], target, greater, seeds))
     leaderboard = pd.DataFrame(rows)
     if not leaderboard.empty:
-        ascending = _direction(dataset, metric) == "minimize"
-        leaderboard = leaderboard.sort_values("test_mean", ascending=ascending)
+        leaderboard = leaderboard.sort_values("test_mean", ascending=not greater)
         leaderboard.insert(1, "rank", range(1, len(leaderboard) + 1))
         leaderboard = leaderboard.reset_index(drop=True)
-    return Tournament(leaderboard, pd.DataFrame(curves), pd.DataFrame(trial_rows), importance,
-                      results, time.perf_counter() - start)  # fmt: skip
+    return Tournament(leaderboard, frame, pd.DataFrame(trial_rows), importance, results,
+                      time.perf_counter() - start, target)  # fmt: skip
 
 
 def _direction(dataset: Dataset, metric: str | None) -> str:
@@ -104,9 +112,8 @@ def _direction(dataset: Dataset, metric: str | None) -> str:
 
 
 def _seeds(
-    dataset: Dataset, base: TrainConfig, name: str, result: TuneResult, seeds: int, metric: str,
-    target: float | None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    dataset: Dataset, base: TrainConfig, name: str, result: TuneResult, seeds: int, metric: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Re-train the best configuration with `seeds` seeds as one population."""
     config = dict(result.best_config or {})
     optimizer = OPTIMIZER_ALIASES.get(name, (name, {}))[0]
@@ -118,12 +125,10 @@ def _seeds(
         dataset, replace(base, optimizer=optimizer, monitor=f"val_{metric}"), members
     )
     trainer.fit()
-    greater = trainer.metrics[metric].greater_is_better
     val = trainer.history.curve(f"val_{metric}")  # [epochs, S]
     seconds = pd.Series([r["seconds"] for r in trainer.history.records]).cumsum() / seeds
-    curves, reach_epochs, reach_seconds = [], [], []
+    curves = []
     for s in range(seeds):
-        reached = None
         for e in range(val.shape[0]):
             v = float(val[e, s])
             if math.isnan(v):
@@ -134,10 +139,6 @@ def _seeds(
                 "train_loss": float(trainer.history.records[e]["train_loss"][s]),
                 "seconds": float(seconds.iloc[e]),
             })  # fmt: skip
-            if reached is None and target is not None and (v >= target if greater else v <= target):
-                reached = e
-        reach_epochs.append(math.nan if reached is None else reached + 1)
-        reach_seconds.append(math.nan if reached is None else float(seconds.iloc[reached]))
     test = trainer.test_results or {}
     best_val = trainer.early.best
     params = {k: v for k, v in config.items() if k not in ("seed", "optimizer")}
@@ -147,18 +148,30 @@ def _seeds(
         "test_std": float(test[metric].std()) if seeds > 1 else 0.0,
         "val_mean": float(best_val.mean()),
         "val_std": float(best_val.std()) if seeds > 1 else 0.0,
-        "time_to_target_mean": _nanmean(reach_seconds),
-        "epochs_to_target_mean": _nanmean(reach_epochs),
-        "reached_target": sum(not math.isnan(e) for e in reach_epochs) / seeds,
         "best_params": params,
         "n_trials": len(result.study.trials),
     }
     return row, curves
 
 
-def _nanmean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else math.nan
+def _reach(curves: pd.DataFrame, target: float | None, greater: bool, seeds: int) -> dict:
+    """Mean seconds and epochs to the first epoch whose val metric reaches `target` (over the
+    seeds that reach it; NaN if none does), and the fraction of seeds that do."""
+    firsts = []
+    if target is not None:
+        for _, seed in curves.groupby("seed"):
+            hit = seed["val_metric"] >= target if greater else seed["val_metric"] <= target
+            if hit.any():
+                firsts.append(seed[hit].iloc[0])
+    return {
+        "time_to_target_mean": _mean([float(f["seconds"]) for f in firsts]),
+        "epochs_to_target_mean": _mean([float(f["epoch"]) for f in firsts]),
+        "reached_target": len(firsts) / seeds,
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def _trial_rows(name: str, study: optuna.Study) -> list[dict[str, Any]]:
