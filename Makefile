@@ -9,9 +9,11 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: setup demo test lint format bench
 
 # Debian packages (apt-get needs root, as on CI; skipped when present): Fashion-MNIST's idx
-# files, and Chromium for the headless browser test of the HTML report.
-SYSTEM_PACKAGES := dataset-fashion-mnist chromium
-SYSTEM_CHECK := test -d /usr/share/datasets/fashion-mnist && command -v chromium >/dev/null
+# files, Chromium for the headless browser test of the HTML report, and a PostgreSQL server
+# for the tests of Optuna studies on PostgreSQL.
+SYSTEM_PACKAGES := dataset-fashion-mnist chromium postgresql
+SYSTEM_CHECK := test -d /usr/share/datasets/fashion-mnist && command -v chromium >/dev/null \
+	&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 
 $(STAMP): pyproject.toml Makefile
 	$(SYSTEM_CHECK) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES))
