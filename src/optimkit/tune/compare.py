@@ -88,9 +88,9 @@ def compare(
         rows.append(row)
         curves += seed_curves
     greater = _direction(dataset, metric) == "maximize"
-    if target is None and rows:  # the level every optimizer reaches on average
-        worst = (min if greater else max)(row["val_mean"] for row in rows)
-        target = float(worst)
+    reached = [row["val_mean"] for row in rows if math.isfinite(row["val_mean"])]
+    if target is None and reached:  # the level every optimizer reaches on average
+        target = float((min if greater else max)(reached))
     frame = pd.DataFrame(curves)
     for row in rows:
         row.update(_reach(frame[frame["optimizer"] == row["optimizer"]], target, greater, seeds))
