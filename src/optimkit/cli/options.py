@@ -24,6 +24,10 @@ MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dampening", "alpha", "eps", "l
 MODEL_KEYS = ("hidden", "activation", "init", "batch_norm", "dropout", "residual")
 
 
+THREADS_HELP = (
+    "CPU threads (default 1: small steps run fastest on one; 2+ pays off from "
+    "about 64 MLP members, or for convolutional models)."
+)
 COMPILE_HELP = "Run the optimizer step through torch.compile (one fused loop; compiles once)."
 AUTOCAST_HELP = "bfloat16 matrix products (mixed precision: faster on CPUs with AVX512-BF16)."
 

@@ -15,6 +15,7 @@ import typer
 from optimkit.cli.options import (
     AUTOCAST_HELP,
     COMPILE_HELP,
+    THREADS_HELP,
     TrainOptions,
     UsageError,
     as_usage_error,
@@ -82,9 +83,7 @@ def train(
         bool | None, Opt("--resume/--no-resume", help="Continue from OUT.checkpoint.pt.")
     ] = None,
     device: Annotated[str | None, Opt(help="cpu | cuda")] = None,
-    threads: Annotated[
-        int | None, Opt(help="CPU threads (default 1: small vectorized steps run fastest on one).")
-    ] = None,
+    threads: Annotated[int | None, Opt(help=THREADS_HELP)] = None,
     dtype: Annotated[str | None, Opt(help="float32 | float64")] = None,
     compile: Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)] = None,
     autocast: Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)] = None,

@@ -14,6 +14,7 @@ import typer
 from optimkit.cli.options import (
     AUTOCAST_HELP,
     COMPILE_HELP,
+    THREADS_HELP,
     CompareOptions,
     TuneOptions,
     UsageError,
@@ -36,6 +37,7 @@ TARGET_HELP = (
     "Val metric to reach (default: 0.97 accuracy; otherwise the worst optimizer's "
     "mean best val metric)."
 )
+Threads = Annotated[int | None, Opt(help=THREADS_HELP)]
 Compile = Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)]
 Autocast = Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)]
 
@@ -65,7 +67,7 @@ def tune(
     schedule: Text = None,
     patience: Int = None,
     seed: Int = None,
-    threads: Int = None,
+    threads: Threads = None,
     compile: Compile = None,
     autocast: Autocast = None,
     out: Folder = None,
@@ -102,7 +104,7 @@ def compare(
     epochs: Int = None,
     batch_size: Int = None,
     seed: Int = None,
-    threads: Int = None,
+    threads: Threads = None,
     compile: Compile = None,
     autocast: Autocast = None,
     out: Folder = None,
