@@ -290,3 +290,28 @@ def test_harness_catches_errors_and_network_requests(tmp_path: Path):
     assert problems["console"] == ["error: boom"]
     assert len(problems["exceptions"]) == 1 and "undefinedFunction" in problems["exceptions"][0]
     assert problems["requests"] == ["https://cdn.plot.invalid/plotly.js"]
+
+
+@needs_chromium
+def test_report_of_a_real_compare_run(tmp_path: Path):
+    """The report `optimkit compare` writes (real tuning, real seed re-runs) loads cleanly and
+    shows its leaderboard and a curve per optimizer."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from optimkit.cli import app
+
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", "--data", "iris", "--model", "softmax",
+                                      "--optimizers", "sgd,adagrad,adam", "--trials", "4",
+                                      "--epochs", "3", "--seeds", "2", "--population", "4",
+                                      "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    facts, problems = open_page(out / "report.html", tmp_path)
+    assert problems == {"console": [], "exceptions": [], "log": [], "requests": []}
+    assert facts["drawn"], "plotly did not draw all three plots"
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert facts["rows"] == [[str(r), o] for r, o in zip(board["rank"], board["optimizer"],
+                                                           strict=True)]  # fmt: skip
+    assert sorted(facts["curveLegend"]) == ["adagrad", "adam", "sgd"]
+    assert facts["curveLines"] == 2 * 3
