@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
-from threadpoolctl import threadpool_limits
 from torch import nn
 
+from benchmarks.threads import pinned
 from optimkit.data import BatchSampler, Dataset, load_dataset
 from optimkit.train import PopulationTrainer, TrainConfig
 
@@ -76,23 +76,6 @@ def configurations(k: int, seed: int = SEED) -> list[dict[str, float | int]]:
         {"lr": float(lr), "weight_decay": float(wd), "seed": i}
         for i, (lr, wd) in enumerate(zip(lrs, wds, strict=True))
     ]
-
-
-class pinned:
-    """Pin torch's intra-op pool and the BLAS/OpenMP pools to `threads` inside the block."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-
-    def __enter__(self) -> None:
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        self.limits = threadpool_limits(limits=self.threads)
-        self.limits.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self.limits.__exit__(*exc)
-        torch.set_num_threads(self.previous)
 
 
 # ------------------------------------------------------------------------------ sequential

@@ -56,9 +56,9 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
-from threadpoolctl import threadpool_limits
 from torch import nn
 
+from benchmarks.threads import pinned
 from optimkit.data import Dataset, load_dataset
 from optimkit.train import TrainConfig
 from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler, open_storage
@@ -69,23 +69,6 @@ SPACE = {
     "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
 }
 HIDDEN, BATCH, SEED, TARGET = 128, 64, 0, 0.97
-
-
-class pinned:
-    """Pin torch's intra-op pool and the BLAS/OpenMP pools to `threads` inside the block."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-
-    def __enter__(self) -> None:
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        self.limits = threadpool_limits(limits=self.threads)
-        self.limits.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self.limits.__exit__(*exc)
-        torch.set_num_threads(self.previous)
 
 
 @dataclass
