@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 import optuna
@@ -63,7 +62,6 @@ def _tune(url: str, trials: int):
 
 
 def test_study_on_postgres_round_trips_and_resumes(postgres_url):
-    start = time.perf_counter()
     first = _tune(postgres_url, trials=5)
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -71,7 +69,7 @@ def test_study_on_postgres_round_trips_and_resumes(postgres_url):
     mine = {t.number: t for t in first.study.trials}
     for t in complete:  # what the tuner holds in memory is what PostgreSQL stored
         assert t.params == mine[t.number].params
-        assert t.values == pytest.approx(mine[t.number].values, abs=0)
+        assert t.values == mine[t.number].values
         assert t.intermediate_values == mine[t.number].intermediate_values
         assert sorted(t.intermediate_values) == [1, 2, 3]  # epochs
         assert t.user_attrs["status"] == mine[t.number].user_attrs["status"]
@@ -82,7 +80,6 @@ def test_study_on_postgres_round_trips_and_resumes(postgres_url):
     for t in again.trials[:5]:
         assert t.params == mine[t.number].params and t.values == mine[t.number].values
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in again.trials)
-    assert time.perf_counter() - start < 120
 
 
 def test_tune_cli_on_postgres(postgres_url, tmp_path):
