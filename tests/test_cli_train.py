@@ -57,8 +57,8 @@ def test_config_file_and_flags(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--optimizer", "adamm"], "optimizer: unknown name 'adamm'; valid: sgd"),
-        (["--lr", "-1"], "lr: expected lr >= 0"),
+        (["--optimizer", "adamm"], "optimizer: unknown name 'adamm'; valid: adagrad, adam"),
+        (["--lr", "-1"], "lr: expected 0 <= lr, got [-1.0]"),
         (["--lr", "fast"], "lr.0: Input should be a valid number"),
         (["--data", "nope"], "nope"),
         (["--model", "transformer"], "transformer"),

@@ -38,7 +38,6 @@ rows is ``model="logistic", model_options={"bias": False}, weight_decay=1 / (C *
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import warnings
@@ -59,7 +58,8 @@ from torch.func import functional_call
 
 from optimkit.data import Dataset, SplitIndices, check_device, split_rows
 from optimkit.models import MODELS, model_options
-from optimkit.optim import OPTIMIZERS, PopulationOptimizer
+from optimkit.optim import OPTIMIZERS
+from optimkit.optim.base import OPTIONS, TORCH_HINTS
 from optimkit.train import PopulationTrainer, TrainConfig
 
 __all__ = ["OptimkitClassifier", "OptimkitRegressor"]
@@ -71,14 +71,11 @@ PREDICT_CHUNK = 65536
 
 
 def _optimizer_options(name: str) -> list[str]:
-    """Options an optimizer takes besides lr and weight_decay (its own and the shared ones)."""
-    skip = {"self", "params", "defaults", "members", "lr", "weight_decay"}
-    names = set()
-    for fn in (OPTIMIZERS[name].__init__, PopulationOptimizer.__init__):
-        for p in inspect.signature(fn).parameters.values():
-            if p.name not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                names.add(p.name)
-    return sorted(names)
+    """Options an optimizer takes besides lr and weight_decay (its own, from the optimizer
+    database, and the shared ones)."""
+    spec = OPTIMIZERS[name].spec  # type: ignore[attr-defined]
+    names = {h.arg for h in spec.hyperparameters} | set(OPTIONS) | set(TORCH_HINTS)
+    return sorted(names - {"members", "lr", "weight_decay"})
 
 
 def _number(name: str, value: Any, *, positive: bool) -> float:

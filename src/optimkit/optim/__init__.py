@@ -1,29 +1,20 @@
-"""Optimizers: population-aware torch.optim drop-ins over small functional transforms."""
+"""Optimizers: population-aware torch.optim drop-ins over small functional transforms.
 
-from optimkit.optim.adagrad import Adagrad
-from optimkit.optim.adam import Adam, AdamW
-from optimkit.optim.adamax import Adamax
+Every optimizer class is declared once, with its ``spec``, in a module of this package;
+`optimkit.optim.database` collects them (``optimkit optimizers`` prints the table).
+"""
+
 from optimkit.optim.base import PopulationOptimizer
-from optimkit.optim.lbfgs import LBFGS
-from optimkit.optim.lion import Lion
-from optimkit.optim.nadam import NAdam
-from optimkit.optim.newton import Newton
-from optimkit.optim.registry import OPTIMIZERS, get_optimizer
-from optimkit.optim.rmsprop import RMSprop
-from optimkit.optim.sgd import SGD
+from optimkit.optim.database import ENTRIES, OPTIMIZERS, entry
+from optimkit.optim.registry import get_optimizer
+
+globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
 __all__ = [
-    "LBFGS",
+    "ENTRIES",
     "OPTIMIZERS",
-    "SGD",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "Lion",
-    "NAdam",
-    "Newton",
     "PopulationOptimizer",
-    "RMSprop",
+    "entry",
     "get_optimizer",
+    *sorted(cls.__name__ for cls in OPTIMIZERS.values()),
 ]

@@ -15,20 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimkit.optim.base import PopulationOptimizer, prox_l1_group_
-from optimkit.optim.hyper import Hyper, bc, is_zero, nonneg
-from optimkit.optim.transforms import (
-    HP,
-    State,
-    Transform,
-    add_decayed_weights,
-    chain,
-    decay_weights,
-    ema_,
-    ema_sq_,
-    negate,
-    zeros,
-)
+from optimkit.optim.base import GroupStep, PopulationOptimizer, prox_l1_group_
+from optimkit.optim.members import bc
+from optimkit.optim.spec import OptimizerSpec, betas, eps, flag, lr, maximize, weight_decay
+from optimkit.optim.transforms import HP, State, Transform, chain, count, ema_, ema_sq_, head, zeros
+from optimkit.optim.transforms import weight_decay as decay
 
 
 def scale_by_adam(amsgrad: bool) -> Transform:
@@ -43,8 +34,8 @@ def scale_by_adam(amsgrad: bool) -> Transform:
     names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
 
     def update(g: Tensor, state: State, p: Tensor, hp: HP) -> Tensor:
-        beta1, beta2 = hp["betas"]
-        t = state["step"]
+        beta1, beta2 = hp["beta1"], hp["beta2"]
+        t = count(state)
         m = ema_(state["exp_avg"], g, beta1)
         v = ema_sq_(state["exp_avg_sq"], g, beta2)
         if amsgrad:
@@ -56,7 +47,7 @@ def scale_by_adam(amsgrad: bool) -> Transform:
     return Transform(zeros(*names), update)
 
 
-def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Hyper]:
+def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Tensor]:
     r"""Adam's per-step scalars in float64 for step counts ``steps`` ([P, K], one row per
     parameter, already incremented):
 
@@ -65,12 +56,12 @@ def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Hyper
         \hat\epsilon = \epsilon\sqrt{1-\beta_2^t},\quad
         \alpha_t = lr\,\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t},
 
-    and wd (coupled) or 1 - lr wd (decoupled). Each is a float or a tensor broadcasting
-    against [P, K] (float64 [K] hyperparameters). With them Adam's update
+    and wd (coupled) or 1 - lr wd (decoupled), each a float64 tensor broadcasting against
+    [P, K]. With them Adam's update
     :math:`lr\,\hat m / (\sqrt{\hat v} + \epsilon)` reads
     :math:`\alpha_t\, m / (\sqrt{v} + \hat\epsilon)` (Kingma & Ba, 2015, end of Sec. 2):
     two passes over memory fewer than bias-correcting m and v themselves."""
-    beta1, beta2 = hp["betas"]  # type: ignore[misc]
+    beta1, beta2 = hp["beta1"], hp["beta2"]
     lr, wd = hp["lr"], hp["weight_decay"]
     bias2_sqrt = torch.rsub(torch.pow(beta2, steps), 1).sqrt_()
     return {
@@ -80,18 +71,15 @@ def adam_coefficients(steps: Tensor, hp: HP, decoupled: bool) -> dict[str, Hyper
         "eps_hat": hp["eps"] * bias2_sqrt,
         "neg_alpha": bias2_sqrt.mul(-lr).div_(torch.rsub(torch.pow(beta1, steps), 1)),
         "weight_decay": wd,
-        "decay": 1 - lr * wd if decoupled and not is_zero(wd) else 1.0,
+        "decay": 1 - lr * wd,
     }
 
 
-def per_parameter(coef: dict[str, Any], params: Sequence[Tensor]) -> dict[str, list[Any]]:
-    """Each coefficient broadcast against each parameter: a float as it is; a tensor cast to
-    the parameter's dtype (once per dtype) and viewed [K, 1, ..., 1], row i of a [P, K] one."""
-    out: dict[str, list[Any]] = {}
+def per_parameter(coef: dict[str, Tensor], params: Sequence[Tensor]) -> dict[str, list[Tensor]]:
+    """Each coefficient broadcast against each parameter: cast to the parameter's dtype
+    (once per dtype) and viewed [K, 1, ..., 1], row i of a [P, K] one."""
+    out: dict[str, list[Tensor]] = {}
     for name, c in coef.items():
-        if not isinstance(c, Tensor):
-            out[name] = [c] * len(params)
-            continue
         cast: dict[torch.dtype, Any] = {}
         views = []
         for i, p in enumerate(params):
@@ -117,31 +105,25 @@ def adam_update_(
     amsgrad: bool,
     maximize: bool,
     decoupled: bool,
+    decay: bool,
     scratch: Sequence[Tensor] | None = None,
 ) -> None:
     """One Adam step in place on stacked tensors with precomputed `adam_coefficients`
-    (torch.optim.Adam's update up to rounding). Step counts are not touched. ``scratch``
+    (torch.optim.Adam's update up to rounding); ``decay=False`` leaves weight decay out (the
+    user's number 0). Step counts are not touched. ``scratch``
     (eager) holds a work buffer per parameter for the denominator; under torch.compile leave
     it None, and the whole step becomes one loop over memory."""
     c = per_parameter(coef, params)
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
         if maximize:
             g = -g
-        wd = c["weight_decay"][i]
-        if decoupled:
-            if not is_zero(wd):
-                p.mul_(c["decay"][i])
-        elif isinstance(wd, Tensor):
-            g = g.addcmul(p, wd)
-        elif wd != 0:
-            g = g.add(p, alpha=wd)
+        if decay and decoupled:
+            p.mul_(c["decay"][i])
+        elif decay:
+            g = g.addcmul(p, c["weight_decay"][i])
         m.lerp_(g, c["w1"][i])
         v.mul_(c["beta2"][i])
-        w2 = c["w2"][i]
-        if isinstance(w2, Tensor):
-            v.addcmul_(g, g * w2)
-        else:
-            v.addcmul_(g, g, value=w2)
+        v.addcmul_(g, g * c["w2"][i])
         if amsgrad:
             v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
         denom = v.sqrt() if scratch is None else torch.sqrt(v, out=scratch[i])
@@ -161,8 +143,9 @@ def adam_step_(
     amsgrad: bool,
     maximize: bool,
     decoupled: bool,
+    decay: bool,
     scratch: Sequence[Tensor] | None = None,
-) -> dict[str, Hyper]:
+) -> dict[str, Tensor]:
     """A group's whole Adam step: count, `adam_coefficients`, `adam_update_`.
 
     Returns the coefficients: under torch.compile, outputs are materialized, so the [P, K]
@@ -174,18 +157,33 @@ def adam_step_(
     coef = adam_coefficients(t, hp, decoupled)
     adam_update_(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, coef, amsgrad=amsgrad,
-        maximize=maximize, decoupled=decoupled, scratch=scratch,
+        maximize=maximize, decoupled=decoupled, decay=decay, scratch=scratch,
     )  # fmt: skip
     return coef
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64)
 
-ADAM_CHECKS = {
-    "lr": (nonneg, "lr >= 0"),
-    "eps": (nonneg, "eps >= 0"),
-    "weight_decay": (nonneg, "weight_decay >= 0"),
-}
+
+def adam_spec(name: str, weight_decay_default: float, decoupled: bool) -> OptimizerSpec:
+    doc = "decoupled weight decay: p (1 - lr wd)" if decoupled else "L2 penalty (coupled: g + wd p)"
+    return OptimizerSpec(
+        name=name,
+        summary=("Adam with decoupled weight decay" if decoupled
+                 else "adaptive moments: bias-corrected first and second moment estimates"),
+        reference=f"torch.optim.{'AdamW' if decoupled else 'Adam'}",
+        hyperparameters=(
+            lr(1e-3, tune=(1e-4, 1e-1)),
+            *betas(),
+            eps(),
+            weight_decay(weight_decay_default, doc),
+            flag("amsgrad", "AMSGrad: the running maximum of the second moment"),
+            maximize(),
+            *(() if decoupled else (flag("decoupled_weight_decay", "decay as AdamW"),)),
+        ),
+        compare=(name,),
+        paper=("Loshchilov & Hutter (2019)" if decoupled else "Kingma & Ba (2015)"),
+    )  # fmt: skip
 
 
 class Adam(PopulationOptimizer):
@@ -208,8 +206,7 @@ class Adam(PopulationOptimizer):
     ``fused=None`` (default) or ``True`` choose the first two automatically.
     """
 
-    hyper_checks = ADAM_CHECKS
-    has_betas = True
+    spec = adam_spec("adam", 0.0, decoupled=False)
 
     def __init__(
         self,
@@ -222,66 +219,70 @@ class Adam(PopulationOptimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
-        fused: bool | None = None,
-        **extras,
+        **options,
     ) -> None:
-        if fused is not None and not isinstance(fused, bool):
-            raise ValueError(f"fused: expected None, True or False, got {fused!r}")
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, fused=fused,
+            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
         )  # fmt: skip
-        super().__init__(params, defaults, **extras)
+        super().__init__(params, defaults, **options)
         self._scratch: dict[tuple[torch.dtype, torch.device], Tensor] = {}
         self._scratch_views: dict[tuple[torch.Size, torch.dtype, torch.device], Tensor] = {}
 
     def make_transform(self, group: dict) -> Transform:
-        head = [negate()] if group["maximize"] else []
-        decay = decay_weights() if group["decoupled_weight_decay"] else add_decayed_weights()
-        return chain(*head, decay, scale_by_adam(group["amsgrad"]))
+        wd = decay(group, decoupled=group["decoupled_weight_decay"])
+        return chain(*head(group), *wd, scale_by_adam(group["amsgrad"]))
 
-    def update_group(self, index, group, hp, transform, params, grads, states, lifted) -> None:
+    def update_group(self, w: GroupStep) -> None:
         """The fast paths (``fused`` not False): see the class docstring."""
+        group = w.group
         if group.get("fused", None) is False:
-            super().update_group(index, group, hp, transform, params, grads, states, lifted)
+            super().update_group(w)
             return
         amsgrad, decoupled = bool(group["amsgrad"]), bool(group["decoupled_weight_decay"])
-        flags = {"amsgrad": amsgrad, "maximize": bool(group["maximize"]), "decoupled": decoupled}
-        steps = [s["step"] for s in states]
+        wd = group["weight_decay"]
+        flags = {"amsgrad": amsgrad, "maximize": bool(group["maximize"]), "decoupled": decoupled,
+                 "decay": isinstance(wd, Tensor) or wd != 0}  # fmt: skip
         names = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ()))
-        m, v, *vmax = [[s[n] for s in states] for n in names]
-        if self._torch_fused_applies(hp, params, grads, [*m, *v, *(vmax[0] if vmax else [])]):
+        stored = [self.state[p] for p in w.stored]
+        m, v, *vmax = [[s[n] for s in stored] for n in names]
+        grads: list[Tensor] = [p.grad for p in w.stored]  # type: ignore[misc]
+        clean = not (self.skip_nonfinite or self.normalize_grad or self.clip_grad_norm is not None
+                     or self.clip_grad_value is not None)  # fmt: skip
+        if clean and self._torch_fused_applies(
+            group, w.stored, grads, [*m, *v, *(vmax[0] if vmax else [])]
+        ):
+            steps = [s["step"] for s in stored]
             torch._foreach_add_(steps, 1.0)
             fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
-            beta1, beta2 = hp["betas"]
+            beta1, beta2 = group["betas"]
             fused_step(
-                params, grads, m, v, vmax[0] if vmax else [], steps, lr=hp["lr"], beta1=beta1,
-                beta2=beta2, weight_decay=hp["weight_decay"], eps=hp["eps"], amsgrad=amsgrad,
+                w.stored, grads, m, v, vmax[0] if vmax else [], steps, lr=group["lr"],
+                beta1=beta1, beta2=beta2, weight_decay=wd, eps=group["eps"], amsgrad=amsgrad,
                 maximize=flags["maximize"],
             )  # fmt: skip
-            prox_l1_group_(params, hp)
+            prox_l1_group_(w)
             return
-        if not lifted:
-            params, grads, states = self.lift(params, grads, states)
-            m, v, *vmax = [[s[n] for s in states] for n in names]
+        m, v, *vmax = [[s[n] for s in w.states] for n in names]
+        steps = [s["step"] for s in w.states]
         step: Any = adam_step_
         scratch: list[Tensor] | None = None
         if self.compile:
-            key = ("adam", index)
+            key = ("adam", w.index)
             if key not in self._compiled:
                 self._compiled[key] = torch.compile(adam_step_, fullgraph=True, dynamic=False)
             step = self._compiled[key]
-            hp = self.hp_tensors(index, hp, params[0].device)
         else:
-            scratch = [self._scratch_like(p) for p in params]
-        step(params, grads, m, v, vmax[0] if vmax else [], steps, hp, **flags, scratch=scratch)
-        prox_l1_group_(params, hp)
+            scratch = [self._scratch_like(p) for p in w.params]
+        step(w.params, w.grads, m, v, vmax[0] if vmax else [], steps, w.hp, **flags,
+             scratch=scratch)  # fmt: skip
+        prox_l1_group_(w)
 
-    def _torch_fused_applies(self, hp, params, grads, buffers) -> bool:
+    def _torch_fused_applies(self, group, params, grads, buffers) -> bool:
         """torch's fused CPU kernel takes number hyperparameters and one step count per
-        tensor, and walks memory linearly: one member, numbers, float32/64, contiguous."""
-        numbers = (hp["lr"], hp["eps"], hp["weight_decay"], *hp["betas"])
-        if (self.members or 1) != 1 or any(isinstance(v, Tensor) for v in numbers):
+        tensor, and walks memory linearly: one plain model, numbers, float32/64, contiguous."""
+        numbers = (group["lr"], group["eps"], group["weight_decay"], *group["betas"])
+        if self.members is not None or any(isinstance(v, Tensor) for v in numbers):
             return False
         # A gradient has its parameter's dtype and device (autograd checks), and loaded state
         # is cast to them (torch.optim.Optimizer.load_state_dict).
@@ -308,6 +309,8 @@ class Adam(PopulationOptimizer):
 class AdamW(Adam):
     """AdamW: Adam with decoupled weight decay p <- p (1 - lr wd); torch.optim.AdamW's defaults."""
 
+    spec = adam_spec("adamw", 1e-2, decoupled=True)
+
     def __init__(
         self,
         params,
@@ -318,9 +321,9 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
-        **extras,
+        **options,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad,
-            maximize=maximize, decoupled_weight_decay=True, **extras,
+            maximize=maximize, decoupled_weight_decay=True, **options,
         )  # fmt: skip

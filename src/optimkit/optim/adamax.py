@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optimkit.optim.adam import ADAM_CHECKS
 from optimkit.optim.base import PopulationOptimizer
-from optimkit.optim.hyper import bc
-from optimkit.optim.transforms import (
-    HP,
-    State,
-    Transform,
-    add_decayed_weights,
-    chain,
-    ema_,
-    negate,
-    zeros,
-)
+from optimkit.optim.members import bc
+from optimkit.optim.spec import OptimizerSpec, betas, eps, lr, maximize, weight_decay
+from optimkit.optim.transforms import HP, State, Transform, chain, count, ema_, head, zeros
+from optimkit.optim.transforms import weight_decay as decay
 
 
 def scale_by_adamax() -> Transform:
@@ -24,21 +16,25 @@ def scale_by_adamax() -> Transform:
     :math:`d_t = m_t / ((1-\beta_1^t) u_t)` with Adam's first moment m_t."""
 
     def update(g: Tensor, state: State, p: Tensor, hp: HP) -> Tensor:
-        beta1, beta2 = hp["betas"]
-        m = ema_(state["exp_avg"], g, beta1)
-        u = state["exp_inf"].mul_(bc(beta2, p))
+        m = ema_(state["exp_avg"], g, hp["beta1"])
+        u = state["exp_inf"].mul_(bc(hp["beta2"], p))
         u.clamp_min_(g.abs().add_(bc(hp["eps"], p)))
-        denom = u.mul(bc(1 - beta1 ** state["step"], p))
+        denom = u.mul(bc(1 - hp["beta1"] ** count(state), p))
         return denom.reciprocal_().mul_(m)
 
     return Transform(zeros("exp_avg", "exp_inf"), update)
 
 
 class Adamax(PopulationOptimizer):
-    """Adamax (torch.optim.Adamax's arguments and defaults); hyperparameters may be [K]."""
+    """Adamax (torch.optim.Adamax's arguments and defaults); every number may be [K]."""
 
-    hyper_checks = ADAM_CHECKS
-    has_betas = True
+    spec = OptimizerSpec(
+        name="adamax",
+        summary="Adam with an infinity-norm second moment",
+        reference="torch.optim.Adamax",
+        hyperparameters=(lr(2e-3, tune=(1e-4, 1e-1)), *betas(), eps(), weight_decay(), maximize()),
+        paper="Kingma & Ba (2015), sec. 7",
+    )
 
     def __init__(
         self,
@@ -47,13 +43,13 @@ class Adamax(PopulationOptimizer):
         betas=(0.9, 0.999),
         eps=1e-8,
         weight_decay=0.0,
+        foreach=None,
         *,
         maximize: bool = False,
-        **extras,
+        **options,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, **extras)
+        super().__init__(params, defaults, foreach=foreach, **options)
 
     def make_transform(self, group: dict) -> Transform:
-        head = [negate()] if group["maximize"] else []
-        return chain(*head, add_decayed_weights(), scale_by_adamax())
+        return chain(*head(group), *decay(group), scale_by_adamax())

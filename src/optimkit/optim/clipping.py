@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from optimkit.optim.hyper import Hyper, bc
+from optimkit.optim.members import bc
 
 
 def member_norms(tensors: Sequence[Tensor]) -> Tensor:
@@ -20,19 +20,16 @@ def member_norms(tensors: Sequence[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(per_tensor, dim=1), 2, dim=1)
 
 
-def clip_by_global_norm(grads: Sequence[Tensor], max_norm: Hyper) -> list[Tensor]:
+def clip_by_global_norm(grads: Sequence[Tensor], max_norm: Tensor) -> list[Tensor]:
     r"""g_k <- g_k \cdot \min(1, c_k / (\|g_k\| + 10^{-6})), torch.nn.utils.clip_grad_norm_."""
     norms = member_norms(grads)
-    limit = max_norm.to(norms) if isinstance(max_norm, Tensor) else max_norm
-    coef = (limit / (norms + 1e-6)).clamp(max=1.0)
+    coef = (max_norm.to(norms) / (norms + 1e-6)).clamp(max=1.0)
     return [g * bc(coef, g) for g in grads]
 
 
-def clip_by_value(grads: Sequence[Tensor], clip_value: Hyper) -> list[Tensor]:
+def clip_by_value(grads: Sequence[Tensor], clip_value: Tensor) -> list[Tensor]:
     """g <- clamp(g, -c_k, c_k), torch.nn.utils.clip_grad_value_ per member."""
-    if isinstance(clip_value, Tensor):
-        return [g.clamp(-bc(clip_value, g), bc(clip_value, g)) for g in grads]  # type: ignore[operator]
-    return [g.clamp(-clip_value, clip_value) for g in grads]
+    return [g.clamp(-bc(clip_value, g), bc(clip_value, g)) for g in grads]
 
 
 def normalize(grads: Sequence[Tensor], eps: float = 1e-12) -> list[Tensor]:
@@ -46,7 +43,7 @@ def finite_members(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack([torch.isfinite(t).flatten(1).all(dim=1) for t in tensors]).all(dim=0)
 
 
-def prox_l1_(param: Tensor, threshold: Hyper) -> Tensor:
+def prox_l1_(param: Tensor, threshold: Tensor) -> Tensor:
     r"""Proximal step of t\|p\|_1 in place: p <- sign(p) \max(|p| - t, 0) (soft thresholding)."""
     shrunk = (param.abs() - bc(threshold, param)).clamp_(min=0)
     return param.copy_(shrunk.mul_(param.sign()))

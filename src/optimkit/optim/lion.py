@@ -5,19 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optimkit.optim.adam import ADAM_CHECKS
 from optimkit.optim.base import PopulationOptimizer
-from optimkit.optim.hyper import bc
-from optimkit.optim.transforms import (
-    HP,
-    State,
-    Transform,
-    chain,
-    decay_weights,
-    ema_,
-    negate,
-    zeros,
-)
+from optimkit.optim.spec import OptimizerSpec, betas, lr, maximize, weight_decay
+from optimkit.optim.transforms import HP, State, Transform, chain, ema_, head, lerp_, zeros
+from optimkit.optim.transforms import weight_decay as decay
 
 
 def scale_by_lion() -> Transform:
@@ -25,10 +16,9 @@ def scale_by_lion() -> Transform:
     :math:`m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t`."""
 
     def update(g: Tensor, state: State, p: Tensor, hp: HP) -> Tensor:
-        beta1, beta2 = hp["betas"]
         m = state["exp_avg"]
-        d = m.lerp(g, bc(1 - beta1, p)).sign_()
-        ema_(m, g, beta2)
+        d = lerp_(m.clone(), g, 1 - hp["beta1"]).sign_()
+        ema_(m, g, hp["beta2"])
         return d
 
     return Transform(zeros("exp_avg"), update)
@@ -38,8 +28,19 @@ class Lion(PopulationOptimizer):
     """Lion with decoupled weight decay p <- p (1 - lr wd) (the paper's defaults betas=(0.9,
     0.99); use a 3-10x smaller lr and a 3-10x larger weight decay than for AdamW)."""
 
-    hyper_checks = {k: v for k, v in ADAM_CHECKS.items() if k != "eps"}
-    has_betas = True
+    spec = OptimizerSpec(
+        name="lion",
+        summary="sign of an interpolated momentum, decoupled weight decay",
+        reference="pytorch_optimizer.Lion",
+        package="pytorch-optimizer",
+        hyperparameters=(
+            lr(1e-4, tune=(1e-5, 1e-2)),
+            *betas(0.9, 0.99),
+            weight_decay(0.0, "decoupled weight decay: p (1 - lr wd)"),
+            maximize(),
+        ),
+        paper="Chen et al. (2023), arXiv:2302.06675",
+    )
 
     def __init__(
         self,
@@ -49,11 +50,10 @@ class Lion(PopulationOptimizer):
         weight_decay=0.0,
         *,
         maximize: bool = False,
-        **extras,
+        **options,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, **extras)
+        super().__init__(params, defaults, **options)
 
     def make_transform(self, group: dict) -> Transform:
-        head = [negate()] if group["maximize"] else []
-        return chain(*head, decay_weights(), scale_by_lion())
+        return chain(*head(group), *decay(group, decoupled=True), scale_by_lion())

@@ -5,18 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from optimkit.optim.base import PopulationOptimizer
-from optimkit.optim.hyper import bc, is_zero, nonneg
-from optimkit.optim.transforms import (
-    HP,
-    State,
-    Transform,
-    add_decayed_weights,
-    chain,
-    ema_,
-    ema_sq_,
-    negate,
-    zeros,
-)
+from optimkit.optim.members import bc
+from optimkit.optim.spec import Hyperparameter, OptimizerSpec, eps, flag, lr, maximize, weight_decay
+from optimkit.optim.transforms import HP, State, Transform, chain, ema_, ema_sq_, head, zeros
+from optimkit.optim.transforms import weight_decay as decay
 
 
 def scale_by_rms(centered: bool, momentum: bool) -> Transform:
@@ -28,7 +20,7 @@ def scale_by_rms(centered: bool, momentum: bool) -> Transform:
         \alpha \bar g_{t-1} + (1-\alpha) g_t) \ \text{or}\ \sqrt{v_t} + \epsilon, \quad
         d_t = b_t = \mu b_{t-1} + g_t / \sigma_t \ (\text{momentum}) \ \text{or}\ g_t/\sigma_t
     """
-    names = ["square_avg"] + ["grad_avg"] * centered + ["momentum_buffer"] * momentum
+    names = ["square_avg"] + ["momentum_buffer"] * momentum + ["grad_avg"] * centered
 
     def update(g: Tensor, state: State, p: Tensor, hp: HP) -> Tensor:
         alpha = hp["alpha"]
@@ -48,15 +40,30 @@ def scale_by_rms(centered: bool, momentum: bool) -> Transform:
 
 
 class RMSprop(PopulationOptimizer):
-    """RMSprop (torch.optim.RMSprop's arguments and defaults); hyperparameters may be [K]."""
+    """RMSprop (torch.optim.RMSprop's arguments and defaults); every number may be [K]."""
 
-    hyper_checks = {
-        "lr": (nonneg, "lr >= 0"),
-        "alpha": (nonneg, "alpha >= 0"),
-        "eps": (nonneg, "eps >= 0"),
-        "weight_decay": (nonneg, "weight_decay >= 0"),
-        "momentum": (nonneg, "momentum >= 0"),
-    }
+    spec = OptimizerSpec(
+        name="rmsprop",
+        summary="steps scaled by a running root mean square of the gradients",
+        reference="torch.optim.RMSprop",
+        hyperparameters=(
+            lr(1e-2, tune=(1e-5, 1e-1)),
+            Hyperparameter(
+                "alpha",
+                0.99,
+                "smoothing constant of the square average",
+                low=0.0,
+                tune=(0.9, 0.999),
+            ),
+            eps(),
+            weight_decay(),
+            Hyperparameter("momentum", 0.0, "momentum factor", low=0.0, test=(0.0, 0.9)),
+            flag("centered", "normalize by the variance estimate instead of the second moment"),
+            maximize(),
+        ),
+        compare=("rmsprop",),
+        paper="Hinton (2012), Lecture 6e; Graves (2013)",
+    )
 
     def __init__(
         self,
@@ -67,17 +74,20 @@ class RMSprop(PopulationOptimizer):
         weight_decay=0.0,
         momentum=0.0,
         centered: bool = False,
-        *,
+        capturable: bool = False,
+        foreach=None,
         maximize: bool = False,
-        **extras,
+        differentiable: bool = False,
+        **options,
     ) -> None:
         defaults = dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, maximize=maximize,
         )  # fmt: skip
-        super().__init__(params, defaults, **extras)
+        super().__init__(params, defaults, capturable=capturable, foreach=foreach,
+                         differentiable=differentiable, **options)  # fmt: skip
 
     def make_transform(self, group: dict) -> Transform:
-        head = [negate()] if group["maximize"] else []
-        rms = scale_by_rms(group["centered"], not is_zero(group["momentum"]))
-        return chain(*head, add_decayed_weights(), rms)
+        mu = group["momentum"]
+        momentum = isinstance(mu, Tensor) or mu != 0
+        return chain(*head(group), *decay(group), scale_by_rms(group["centered"], momentum))

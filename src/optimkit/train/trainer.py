@@ -33,7 +33,6 @@ from optimkit import metrics as metrics_mod
 from optimkit.data import BatchSampler, Dataset
 from optimkit.models import Population
 from optimkit.optim import get_optimizer
-from optimkit.optim.transforms import init_state
 from optimkit.schedules import ReduceLROnPlateau
 from optimkit.train.early_stopping import EarlyStopping
 from optimkit.train.history import History
@@ -430,27 +429,15 @@ class PopulationTrainer:
         self.population.reinit(k, seed)
         mask = torch.zeros(self.k, dtype=torch.bool, device=self.device)
         mask[k] = True
-        for group in self.optimizer.param_groups:
-            for key, value in member.items():
-                if key == "seed" or isinstance(value, bool | str) or value is None:
-                    continue
-                if key == "betas":
-                    group["betas"] = tuple(
-                        _with_member(b, k, float(v), self.k)
-                        for b, v in zip(group["betas"], value, strict=True)
-                    )
-                else:
-                    group[key] = _with_member(group[key], k, float(value), self.k)
-            transform = self.optimizer.make_transform(group)
-            hp = self.optimizer.hyperparameters(group)
-            for p in group["params"]:
-                state = self.optimizer.state.get(p)
-                if not state:
-                    continue
-                fresh = init_state(transform, p, hp, self.k)
-                for name, value in state.items():
-                    view = mask.view(-1, *([1] * (value.dim() - 1)))
-                    value.copy_(torch.where(view, fresh[name].to(value), value))
+        numbers = {
+            key: value
+            for key, value in member.items()
+            if key != "seed" and not isinstance(value, bool | str) and value is not None
+        }
+        self.optimizer.set_member(k, self.optimizer.spec.from_kwargs(numbers) | {
+            key: v for key, v in numbers.items() if key in ("l1", "clip_grad_norm",
+                                                             "clip_grad_value")})  # fmt: skip
+        self.optimizer.reset_members(mask)
         if self.schedule is not None and hasattr(self.schedule, "base_lrs"):
             lr = float(member["lr"]) if "lr" in member else None
             if lr is not None:
