@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from optimkit.cli import app
 from optimkit.data import load_dataset
 from optimkit.train import PopulationTrainer, TrainConfig
 from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler, open_storage
+from optimkit.tune.storage import WORKER_PREFIX
 from optimkit.tune.tuner import member_of
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -28,13 +30,21 @@ def iris():
     return load_dataset("iris", seed=0)
 
 
-def _tune(ds, out: Path, *, trials=6, population=3, epochs=3, sampler="random", pruner="none",
-          storage=None, name="s", space=None):  # fmt: skip
-    sp = SearchSpace.from_config(space, "adam")
+def _run(ds, out: Path, *, trials=6, population=3, epochs=3, sampler="random", pruner="none",
+         storage=None, name="s", space=None, replace_defaults=False):  # fmt: skip
+    sp = SearchSpace.from_config(space, "adam", replace_defaults=replace_defaults)
     mirror = StudyMirror(open_storage(storage, out), name, ["maximize"],
                          make_sampler(sampler, sp, 0), make_pruner(pruner, epochs))  # fmt: skip
     base = TrainConfig(model="mlp", model_options={"hidden": (8,)}, epochs=epochs, batch_size=16)
-    return Tuner(ds, base, sp, mirror, trials=trials, population=population).run()
+    return Tuner(ds, base, sp, mirror, trials=trials, population=population).run(), mirror
+
+
+def _tune(ds, out: Path, **kwargs):
+    return _run(ds, out, **kwargs)[0]
+
+
+def _journal(path: Path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
 @pytest.mark.parametrize(
@@ -76,21 +86,29 @@ def test_define_by_run_space_with_optimizer_choice():
             assert config.get("nesterov", False) == (config["optimizer"] == "nesterov")
 
 
-@pytest.mark.parametrize("storage", [None, "journal"])
+@pytest.mark.parametrize("storage", [None, "log", "sqlite"])
 def test_study_round_trips_through_optuna_load_study(iris, tmp_path, storage):
-    spec = None if storage is None else str(tmp_path / "study.log")
-    result = _tune(iris, tmp_path, trials=7, population=3, storage=spec)
-    if spec is None:
-        loaded_storage = f"sqlite:///{tmp_path / 'study.db'}"
+    """What the tuner held in memory is what optuna.load_study reads back, on the default
+    journal file, a journal file given by name, and an SQLite URL."""
+    spec = {None: None, "log": str(tmp_path / "study.log"),
+            "sqlite": f"sqlite:///{tmp_path / 'x.db'}"}[storage]  # fmt: skip
+    result, mirror = _run(iris, tmp_path, trials=7, population=3, storage=spec)
+    if storage is None:
+        assert (tmp_path / "study.journal").exists() and not (tmp_path / "study.db").exists()
+        loaded_storage = _journal(tmp_path / "study.journal")
+    elif storage == "log":
+        loaded_storage = _journal(tmp_path / "study.log")
     else:
-        backend = optuna.storages.journal.JournalFileBackend(spec)
-        loaded_storage = optuna.storages.JournalStorage(backend)
+        loaded_storage = spec
     study = optuna.load_study(study_name="s", storage=loaded_storage)
-    live = {t.number: t for t in result.study.trials}
+    in_memory = mirror.study.get_trials(deepcopy=False)
+    live = {mirror.numbers[t.number]: t for t in in_memory}
     assert len(study.trials) == 7 == len(live)
+    assert sorted(t.number for t in study.trials) == list(range(7))
     for t in study.trials:
         assert t.state == optuna.trial.TrialState.COMPLETE
         assert t.params == live[t.number].params
+        assert t.datetime_start == live[t.number].datetime_start
         assert t.values == pytest.approx(live[t.number].values, abs=1e-12)
         assert t.intermediate_values == pytest.approx(live[t.number].intermediate_values)
         assert len(t.intermediate_values) == 3
@@ -103,7 +121,7 @@ def test_trial_values_equal_a_standalone_trainer(iris, tmp_path):
     """A trial of the first batch trains exactly like the same configuration alone."""
     result = _tune(iris, tmp_path, trials=4, population=4)
     trial = result.study.trials[0]
-    config = {**trial.params, "seed": 0}  # the first trial's seed is base.seed + number
+    config = {**trial.params, "seed": trial.user_attrs["seed"]}
     base = TrainConfig(model="mlp", model_options={"hidden": (8,)}, epochs=3, batch_size=16,
                        monitor="val_accuracy")  # fmt: skip
     alone = PopulationTrainer(iris, base, [member_of({**config, "optimizer": "adam"})])
@@ -144,6 +162,9 @@ def test_existing_study_with_other_direction_is_explained(iris, tmp_path):
         (["--optimizer", "adamm"], "optimizer: unknown name 'adamm'"),
         (["--data", "nope"], "nope"),
         (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "storage: cannot open"),
+        (["--storage", "sqlite://"], "in-memory SQLite database is discarded"),
+        (["--storage", "sqlite:///:memory:"], "in-memory SQLite database is discarded"),
+        (["--storage", "study.db"], "expected an SQLAlchemy URL"),
     ],
 )
 def test_tune_cli_bad_input_exits_2(args, message, tmp_path):
@@ -155,47 +176,49 @@ def test_tune_cli_bad_input_exits_2(args, message, tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
-    """A real process killed with SIGKILL mid-run; the same command then finishes the study."""
+    """A real process killed with SIGKILL mid-run; the same command then finishes the study:
+    the trials it had completed are kept as they were, the ones it was running are asked again
+    with the same parameters (its heartbeat claim names them), the numbers stay contiguous."""
     cmd = [sys.executable, "-m", "optimkit.cli", "tune", "--data", "iris", "--model", "mlp",
            "--hidden", "8", "--trials", "40", "--population", "4", "--epochs", "10",
            "--batch-size", "16", "--sampler", "random", "--out", str(tmp_path),
            "--study-name", "k", "--json"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+    path = tmp_path / "study.journal"
     deadline = time.time() + 120
-    complete: list[optuna.trial.FrozenTrial] = []
     while time.time() < deadline:
         time.sleep(0.2)
         try:
-            study = optuna.load_study(study_name="k", storage=url)
+            study = optuna.load_study(study_name="k", storage=_journal(path))
         except Exception:  # not created yet
             continue
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(complete) >= 8:
+        if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 8:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = {t.number: t for t in optuna.load_study(study_name="k", storage=url).trials}
-    done_before = {n: t for n, t in before.items() if t.state == optuna.trial.TrialState.COMPLETE}
-    running = [t for t in before.values() if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(done_before) >= 8 and len(done_before) < 40
-    assert running, "the kill did not catch any running trial"
+    study = optuna.load_study(study_name="k", storage=_journal(path))
+    before = {t.number: t for t in study.trials}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in before.values())
+    assert 8 <= len(before) < 40
+    storage = _journal(path)
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("k"))
+    (claim,) = [v for k, v in attrs.items() if k.startswith(WORKER_PREFIX)]
+    running = [p for p in claim["running"] if p not in [t.params for t in before.values()]]
+    assert running and not claim["done"], "the kill did not catch any running trial"
 
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, timeout=300)
-    after = optuna.load_study(study_name="k", storage=url).trials
-    by_number = {t.number: t for t in after}
-    assert len(by_number) == len(after)  # no duplicated numbers
-    for n, t in done_before.items():  # completed trials kept as they were
-        assert by_number[n].state == optuna.trial.TrialState.COMPLETE
-        assert by_number[n].values == t.values and by_number[n].params == t.params
-    for t in running:  # running ones failed, with a reason, and asked again
-        failed = by_number[t.number]
-        assert failed.state == optuna.trial.TrialState.FAIL
-        assert "interrupted" in failed.system_attrs["fail_reason"]
-        assert any(u.params == t.params and u.state == optuna.trial.TrialState.COMPLETE
-                   for u in after if u.number > t.number)  # fmt: skip
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == 40
+    done = subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=300)
+    payload = json.loads(done.stdout)
+    assert payload["reasked_trials"] == len(running)
+    after = optuna.load_study(study_name="k", storage=_journal(path)).trials
+    assert [t.number for t in after] == list(range(len(after)))  # unique, contiguous
+    for n, t in before.items():  # completed trials kept as they were
+        assert after[n].state == optuna.trial.TrialState.COMPLETE
+        assert after[n].values == t.values and after[n].params == t.params
+    for params in running:  # the interrupted ones asked again, with the same parameters
+        assert any(u.params == params for u in after if u.number >= len(before))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in after)
+    assert len(after) == 40
 
 
 @pytest.mark.parametrize("sampler", ["grid", "qmc", "gp", "cmaes", "tpe"])
@@ -224,7 +247,7 @@ def test_nsga2_trades_the_metric_against_parameter_count(iris, tmp_path):
     base = TrainConfig(model="mlp", epochs=2, batch_size=16)
     result = Tuner(iris, base, sp, mirror, trials=6, population=6,
                    objectives=("metric", "params")).run()  # fmt: skip
-    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.load_study(study_name="mo", storage=_journal(tmp_path / "study.journal"))
     assert len(study.directions) == 2 and len(study.trials) == 6
     widths = {"4": 4 * 4 + 4 + 4 * 3 + 3, "16": 16 * 4 + 16 + 16 * 3 + 3,
               "32-32": 32 * 4 + 32 + 32 * 32 + 32 + 32 * 3 + 3}  # fmt: skip
@@ -232,3 +255,122 @@ def test_nsga2_trades_the_metric_against_parameter_count(iris, tmp_path):
         assert t.values[1] == widths[t.params["hidden"]]  # exact parameter count per member
     assert study.best_trials  # a Pareto front
     assert result.counts == {"complete": 6}
+
+
+# ---------------------------------------------------------------------------- storages
+def test_journal_that_is_not_a_journal_is_one_line(tmp_path):
+    bad = tmp_path / "notes.log"
+    bad.write_text("these are my notes\nnot a journal\n")
+    binary = tmp_path / "blob.journal"
+    binary.write_bytes(bytes(range(256)))
+    for spec in (f"journal:{bad}", str(binary), f"journal:{tmp_path}"):
+        result = runner.invoke(app, ["tune", "--data", "iris", "--trials", "1", "--epochs", "1",
+                                     "--out", str(tmp_path / "o"), "--storage", spec])  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "storage: cannot open" in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert bad.read_text() == "these are my notes\nnot a journal\n"  # left as it was
+
+
+def test_a_study_written_by_an_earlier_version_still_opens(iris, tmp_path):
+    """An earlier optimkit wrote OUT/study.db (SQLite) and left a RUNNING trial when killed:
+    the default storage of that folder is still that file, the trial is left alone (nobody
+    can tell whether its process lives), and the study is continued to its budget."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    old = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    sp = SearchSpace.from_config(None, "adam")
+    for value in (0.5, 0.6):
+        trial = old.ask()
+        sp.suggest(trial)
+        trial.report(value, 1)
+        trial.set_user_attr("status", "finished")
+        old.tell(trial, value)
+    sp.suggest(old.ask())  # left RUNNING by a killed run
+    result = _tune(iris, tmp_path, trials=5, population=3, epochs=2)
+    assert not (tmp_path / "study.journal").exists()
+    study = optuna.load_study(study_name="s", storage=url)
+    states = [t.state for t in study.trials]
+    assert [t.number for t in study.trials] == list(range(6))
+    assert states[2] == optuna.trial.TrialState.RUNNING  # not failed by "running at start"
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5
+    assert result.finished_before == 2 and result.asked == 3
+
+
+def test_grid_sampler_stops_when_the_grid_is_covered(iris, tmp_path):
+    """More trials than grid points: the study ends with the grid, no RUNNING trial left."""
+    space = {"lr": {"choices": [0.01, 0.03, 0.1]}}
+    result, mirror = _run(iris, tmp_path, trials=8, population=2, epochs=1, sampler="grid",
+                          space=space, replace_defaults=True)  # fmt: skip
+    study = optuna.load_study(study_name="s", storage=_journal(tmp_path / "study.journal"))
+    assert sorted(t.params["lr"] for t in study.trials) == [0.01, 0.03, 0.1]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert all(t.state.is_finished() for t in mirror.study.trials)
+    assert result.asked == 3 and result.best_number is not None
+
+
+@pytest.mark.parametrize("command", ["tune", "compare"])
+def test_grid_sampler_cli_with_trials_at_or_above_the_grid(tmp_path, command):
+    """The issue's crash: tune --sampler grid --trials 64 (adam's default grid: 4 x 4 x 4) and
+    compare --sampler grid at its default 16 trials (sgd's grid: 4 x 4)."""
+    if command == "tune":
+        args = ["tune", "--optimizer", "adam", "--trials", "64", "--population", "64"]
+    else:
+        args = ["compare", "--optimizers", "sgd", "--seeds", "1"]
+    result = runner.invoke(app, [*args, "--data", "iris", "--model", "softmax", "--epochs",
+                                 "1", "--sampler", "grid", "--out", str(tmp_path),
+                                 "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (name,) = optuna.get_all_study_names(_journal(tmp_path / "study.journal"))
+    study = optuna.load_study(study_name=name, storage=_journal(tmp_path / "study.journal"))
+    assert study.trials and all(t.state.is_finished() for t in study.trials)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == len(study.trials)
+
+
+def _cli_tune(tmp_path, out, trials, *extra):
+    storage = f"journal:{tmp_path / 'shared.journal'}"
+    return runner.invoke(app, ["tune", "--data", "iris", "--model", "softmax", "--trials",
+                               str(trials), "--epochs", "2", "--population", "3", "--sampler",
+                               "random", "--storage", storage, "--study-name", "r", "--out",
+                               str(out), "--json", *extra])  # fmt: skip
+
+
+def test_rerun_of_a_finished_study_into_a_new_out_folder(tmp_path):
+    first = _cli_tune(tmp_path, tmp_path / "a", 3)
+    assert first.exit_code == 0, first.output
+    again = _cli_tune(tmp_path, tmp_path / "b" / "new", 3)
+    assert again.exit_code == 0, again.output
+    assert "study 'r' already has 3 finished trials" in again.stderr
+    payload = json.loads(again.stdout)
+    study = optuna.load_study(study_name="r", storage=_journal(tmp_path / "shared.journal"))
+    assert len(study.trials) == 3 and payload["asked_trials"] == 0
+    written = json.loads((tmp_path / "b" / "new" / "results.json").read_text())
+    assert written["best_trial"] == study.best_trial.number is not None
+    assert written["best_value"] == study.best_value
+    assert written["best_retrained"] is True
+    assert written["best_config"]["lr"] == study.best_trial.params["lr"]
+    assert (tmp_path / "b" / "new" / "model").is_dir()
+
+
+def test_resumed_tune_describes_the_study_best_over_all_runs(tmp_path):
+    """A study's best trial from an earlier run (here one added by hand with a value no
+    trial of the second run can reach): results.json and the exported model describe it."""
+    first = _cli_tune(tmp_path, tmp_path / "a", 2)
+    assert first.exit_code == 0, first.output
+    storage = _journal(tmp_path / "shared.journal")
+    study = optuna.load_study(study_name="r", storage=storage)
+    template = study.trials[0]
+    params = {**template.params, "lr": 0.0123}
+    study.add_trial(optuna.trial.create_trial(
+        params=params, distributions=template.distributions, value=1.5,
+        user_attrs={"status": "finished", "seed": 7},
+    ))  # fmt: skip
+    second = _cli_tune(tmp_path, tmp_path / "b", 5)
+    assert second.exit_code == 0, second.output
+    study = optuna.load_study(study_name="r", storage=_journal(tmp_path / "shared.journal"))
+    assert len(study.trials) == 5 and study.best_trial.number == 2
+    written = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert written["best_trial"] == 2 and written["best_value"] == 1.5
+    assert written["best_config"]["lr"] == 0.0123 and written["best_config"]["seed"] == 7
+    assert written["test"]["accuracy"] > 0  # measured on the retrained configuration
+    info = json.loads((tmp_path / "b" / "model" / "model.json").read_text())
+    assert info["hyperparameters"]["lr"] == 0.0123 and info["hyperparameters"]["seed"] == 7

@@ -57,7 +57,7 @@ def tune(
     pruner: Annotated[str | None, Opt(help="none | median | asha | hyperband")] = None,
     population: Annotated[int | None, Opt(help="Members trained at once (default 64).")] = None,
     storage: Annotated[
-        str | None, Opt(help="SQLAlchemy URL or journal file (default: OUT/study.db).")
+        str | None, Opt(help="SQLAlchemy URL or journal file (default: OUT/study.journal).")
     ] = None,
     study_name: Text = None,
     metric: Annotated[str | None, Opt(help="Validation metric to optimize.")] = None,
@@ -174,6 +174,7 @@ def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]
 
     from optimkit.train.export import export_module
     from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler
+    from optimkit.tune.storage import storage_label
     from optimkit.tune.tuner import DEFAULT_METRIC
 
     space = SearchSpace.from_config(options.space, options.optimizer)
@@ -202,15 +203,21 @@ def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]
                                   for t in mirror.study.get_trials(deepcopy=False))),
         )  # fmt: skip
         result = tuner.run()
+    if result.asked == 0 and result.finished_before >= options.trials:
+        typer.echo(f"study {name!r} already has {result.finished_before} finished trials "
+                   f"(--trials {options.trials}): nothing to run; the results describe its best "
+                   "trial", err=True)  # fmt: skip
     summary: dict[str, Any] = {
-        "study": name, "storage": options.storage or str(out / "study.db"),
+        "study": name, "storage": storage_label(options.storage, out),
         "trials": result.counts, "resumed_trials": mirror.resumed,
-        "failed_on_resume": mirror.failed_on_resume, "metric": metric,
+        "reasked_trials": mirror.reasked, "asked_trials": result.asked, "metric": metric,
         "best_trial": result.best_number, "best_value": result.best_value,
+        "best_retrained": result.best_retrained,
         "best_config": result.best_config, "test": result.test,
         "seconds": result.seconds, "tuner_overhead_seconds": result.overhead_seconds,
         "out": str(out),
     }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
     if result.best_module is not None and result.best_trainer is not None:
         trainer, k = result.best_trainer, int(result.best_slot or 0)
         export_module(result.best_module, trainer.population.member_spec(k), dataset,
@@ -231,7 +238,7 @@ def _print_tune(summary: dict[str, Any]) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["trials"].items()))
     table.add_row("trials", counts)
     if summary["best_trial"] is None:
-        table.add_row("best trial", "none trained in this run")
+        table.add_row("best trial", "none complete in this study")
     else:
         table.add_row("best trial", str(summary["best_trial"]))
         table.add_row(f"val {summary['metric']}", f"{summary['best_value']:.4f}")

@@ -24,7 +24,7 @@ from optimkit.train import PopulationTrainer, TrainConfig
 from optimkit.tune.samplers import make_pruner, make_sampler
 from optimkit.tune.space import OPTIMIZER_ALIASES, SearchSpace
 from optimkit.tune.storage import StudyMirror
-from optimkit.tune.tuner import Tuner, TuneResult, full_config, member_of
+from optimkit.tune.tuner import Tuner, TuneResult, member_of
 
 
 @dataclass
@@ -75,13 +75,8 @@ def compare(
         results[name] = result
         trial_rows += _trial_rows(name, result.study)
         importance[name] = _importance(result.study)
-        if result.best_config is None:  # a finished study resumed: its best trial's parameters
-            complete = [t for t in result.study.trials
-                        if t.state == optuna.trial.TrialState.COMPLETE]  # fmt: skip
-            if not complete:
-                continue
-            best = result.study.best_trial
-            result.best_config = {**full_config(sp, best.params), "seed": base.seed + best.number}
+        if result.best_config is None:  # no complete trial in the study
+            continue
         if on_stage is not None:
             on_stage(f"{seeds} seeds of the best {name}")
         row, seed_curves = _seeds(dataset, base, name, result, seeds, tuner.metric)

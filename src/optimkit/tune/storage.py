@@ -1,34 +1,49 @@
-"""Where a study lives: an SQLite file by default, any SQLAlchemy URL, or an Optuna journal file.
+"""Where a study lives, and how the tuner writes it: Optuna's public storage API only.
 
-The tuner samples and prunes on a fast in-memory copy of the study and mirrors it to the
-persistent storage in batches: a trial is written when it starts (RUNNING, with its
-parameters) and when it ends (state, value, learning curve, attributes), every write of one
-tuner round in one transaction. Optuna's own per-operation writes cost tens of milliseconds
-each on SQLite (a commit per call), which would dominate fast trials.
+Storages (`open_storage`):
 
-For SQLAlchemy storages the batch goes straight into Optuna's tables through its ORM models
-(``optuna.storages._rdb.models``) as a few multi-row statements (one INSERT per table, one
-UPDATE of the ended trials), so `optuna.load_study` and optuna-dashboard read the study
-unchanged; a journal file is written through Optuna's public storage API.
+* default: an Optuna journal file, ``OUT/study.journal`` (append-only, safe for several
+  processes on one machine). A folder written by an earlier optimkit, whose study is
+  ``OUT/study.db``, keeps its SQLite file.
+* ``journal:PATH``, ``*.journal``, ``*.log``: a journal file (`optuna.storages.JournalStorage`
+  on a `JournalFileBackend`).
+* any SQLAlchemy URL (``sqlite:///study.db``, ``postgresql://...``): Optuna's `RDBStorage` as
+  it is. Its schema is created (or checked) once per process, retried when several processes
+  race to create it. In-memory SQLite (``sqlite://``) is refused: the study would vanish at exit.
 
-SQLite: a database file the tuner creates is put in write-ahead-log mode (``PRAGMA
-journal_mode=WAL``, kept by the file) and every connection to a WAL file uses ``PRAGMA
-synchronous=NORMAL``: a commit then costs microseconds instead of two fsyncs (~15 ms), readers
-such as optuna.load_study never block the writer, and a killed process loses nothing it
-committed (an OS crash or power cut may lose the last commits, never corrupt the file). An
-existing file keeps its journal mode. WAL needs a local file system (not NFS). See
-https://www.sqlite.org/wal.html.
+Writing (`StudyMirror`). The tuner samples and prunes on a live in-memory study, and each
+trial is written to the storage once, when it ends, as one complete trial: parameters, values,
+learning curve (intermediate values), user and system attributes, start and end times, through
+``BaseStorage.create_new_trial`` with the finished trial as its template (one journal record,
+or one transaction). The storage numbers the trials as they are written, so any number of
+processes on one study get unique, contiguous numbers, and every finished trial is visible to
+`optuna.load_study` and optuna-dashboard; no trial is ever stored RUNNING, so no process can
+mark another's live trial as failed. Per trial this costs one write (about 0.8 ms on a journal
+file, with its fsync; Optuna's per-call API would take ~27 writes: one per epoch's value, per
+attribute, and the state); an RDB is slower (tens of ms per trial in SQLAlchemy on SQLite).
+Before asking, the mirror brings the trials other processes wrote into the live study, so the
+sampler and the pruner see them.
 
-Resuming: the persisted trials are copied into the in-memory study; trials left RUNNING by a
-killed run are marked FAIL in the storage (system attribute ``fail_reason``) and their
-parameters are enqueued, so they are asked again.
+Workers and staleness. Each tuner registers in the study's system attributes
+(``optimkit:worker:<id>``) with a heartbeat (every `heartbeat_interval` seconds, from a
+background thread) and the parameters of the trials it is running. The budget (``--trials``,
+the study's total) counts the study's finished trials plus every live worker's running ones,
+so processes sharing a study stop together. A worker whose heartbeat is older than
+`grace_period`, or that ran on this machine and whose process is gone, is stale: the next
+worker to look asks its running trials again, with the same parameters (unless one of them was
+written meanwhile). Staleness is decided by heartbeat, never by what is running at start.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import math
+import os
+import socket
 import sqlite3
+import threading
+import time
+import uuid
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
@@ -36,56 +51,118 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.distributions import distribution_to_json
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-FAIL_REASON = "fail_reason"
+WORKER_PREFIX = "optimkit:worker:"
+HEARTBEAT_INTERVAL = 30.0  # seconds between a worker's heartbeats
+GRACE_PERIOD = 120.0  # a worker silent for this long is stale
+DEFAULT_FILE = "study.journal"
+LEGACY_FILE = "study.db"  # the default of earlier optimkit versions
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_RETRIES = 8
 
 
-def open_storage(spec: str | None, out_dir: Path) -> BaseStorage:
-    """None -> SQLite file out_dir/study.db; "*.log" / "*.journal" / "journal:PATH" -> an Optuna
-    journal file; anything with "://" -> an SQLAlchemy URL (sqlite:///..., postgresql://...)."""
+def default_storage_path(out_dir: Path) -> Path:
+    """OUT/study.journal, or OUT/study.db where an earlier optimkit left its study there."""
+    legacy = out_dir / LEGACY_FILE
+    journal = out_dir / DEFAULT_FILE
+    return legacy if legacy.exists() and not journal.exists() else journal
+
+
+def storage_label(spec: str | None, out_dir: Path) -> str:
+    """What `open_storage(spec, out_dir)` opens, as a user would name it."""
+    return spec if spec is not None else str(default_storage_path(out_dir))
+
+
+def open_storage(spec: str | None, out_dir: Path | None) -> BaseStorage:
+    """None -> the default file in out_dir (see `default_storage_path`); "journal:PATH",
+    "*.log", "*.journal" -> an Optuna journal file; anything with "://" -> an SQLAlchemy URL
+    (sqlite:///..., postgresql://...). Errors are one-line ValueErrors naming the storage."""
     if spec is None:
+        if out_dir is None:
+            raise ValueError("storage: no --storage given and no output folder for the default")
         out_dir.mkdir(parents=True, exist_ok=True)
-        spec = f"sqlite:///{(out_dir / 'study.db').resolve()}"
+        path = default_storage_path(out_dir)
+        spec = f"sqlite:///{path.resolve()}" if path.name == LEGACY_FILE else f"journal:{path}"
     try:
         if spec.startswith("journal:") or spec.endswith((".log", ".journal")):
-            path = Path(spec.removeprefix("journal:"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            return _journal(Path(spec.removeprefix("journal:")))
         if "://" not in spec:
             raise ValueError("expected an SQLAlchemy URL (sqlite:///study.db, postgresql://...) "
-                             "or a journal file ending in .log or .journal")  # fmt: skip
-        db_file = _sqlite_file(spec)
-        fresh = db_file is not None and not db_file.exists()
-        if db_file is not None and fresh:
-            with closing(sqlite3.connect(db_file, timeout=30)) as connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-        # a file created just now gets the current schema: Optuna's check would only re-read
-        # its alembic scripts (~0.2 s)
-        storage = RDBStorage(spec, engine_kwargs=_engine_kwargs(spec),
-                             skip_compatibility_check=fresh)  # fmt: skip
-        if db_file is not None:
-            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
-            storage.engine.dispose()  # the connections opened so far lack the pragmas
+                             "or a journal file (journal:PATH, or a name ending in .journal "
+                             "or .log)")  # fmt: skip
+        return _rdb(spec)
     except ValueError as e:
         raise ValueError(f"storage: cannot open {spec!r}: {e}") from None
     except Exception as e:  # SQLAlchemy and driver errors: say what and where
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"storage: cannot open {spec!r}: {reason}") from None
+
+
+def _journal(path: Path) -> JournalStorage:
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a journal file")
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            first = f.readline()
+        try:
+            record = json.loads(first)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ValueError(f"{path} is not an Optuna journal file (its first line is not a "
+                             "journal record)")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except Exception as e:  # a damaged journal: Optuna's replay fails with assertions
+        raise ValueError(f"{path} is not a readable Optuna journal file "
+                         f"({type(e).__name__}: {e})") from None  # fmt: skip
+
+
+def _rdb(url: str) -> RDBStorage:
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ValueError("an in-memory SQLite database is discarded when the process exits; "
+                         "give a file (sqlite:///study.db) or a journal file")  # fmt: skip
+    db_file = _sqlite_file(parsed)
+    fresh = db_file is not None and not db_file.exists()
+    if db_file is not None and fresh:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(db_file, timeout=30)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(_RETRIES):
+        try:
+            storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError) as e:  # fmt: skip
+            # several processes creating the schema at once: one wins, the others retry
+            # (UniqueViolation on PostgreSQL's catalog, "table already exists", a lock)
+            if attempt == _RETRIES - 1 or not _is_race(e):
+                raise
+            time.sleep(0.05 * 2**attempt)
+    if db_file is not None:
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # the connections opened so far lack the pragmas
     return storage
+
+
+def _is_race(e: Exception) -> bool:
+    text = str(e).lower()
+    return any(word in text for word in ("already exists", "unique", "duplicate", "locked",
+                                         "deadlock"))  # fmt: skip
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
 
 
-def _sqlite_file(url: str) -> Path | None:
-    """The database file of an SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = sqlalchemy.engine.make_url(url)
+def _sqlite_file(parsed: sqlalchemy.engine.URL) -> Path | None:
+    """The database file of an SQLite URL (None for other databases)."""
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
@@ -95,7 +172,8 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def _sqlite_pragmas(connection: sqlite3.Connection, _record: Any) -> None:
-    """synchronous=NORMAL on a WAL database (safe there; see the module docstring)."""
+    """synchronous=NORMAL on a WAL database: a commit costs microseconds instead of two
+    fsyncs; a killed process loses nothing it committed (https://www.sqlite.org/wal.html)."""
     cursor = connection.cursor()
     try:
         (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
@@ -105,13 +183,50 @@ def _sqlite_pragmas(connection: sqlite3.Connection, _record: Any) -> None:
         cursor.close()
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """A naive local datetime as the naive UTC datetime Optuna's RDB tables store."""
-    return None if value is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Finished trials that ran: complete, pruned, or failed while training (diverged). A
+    trial failed for another reason (an earlier optimkit marked interrupted ones FAIL) is not."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and "status" in trial.user_attrs
+
+
+def create_or_load(
+    storage: BaseStorage, study_name: str, directions: Sequence[StudyDirection]
+) -> int:
+    """The id of `study_name`, created if missing (several processes may race to create it:
+    the losers load it); its directions must be `directions`."""
+    if not study_name:
+        raise ValueError("study: the study name must not be empty")
+    for attempt in range(_RETRIES):
+        try:
+            try:
+                study_id = storage.get_study_id_from_name(study_name)
+            except KeyError:
+                study_id = storage.create_new_study(list(directions), study_name)
+            break
+        except optuna.exceptions.DuplicatedStudyError:
+            continue  # created by another process just now: load it
+        except sqlalchemy.exc.OperationalError as e:  # a busy database
+            if attempt == _RETRIES - 1 or not _is_race(e):
+                raise
+            time.sleep(0.05 * 2**attempt)
+    else:
+        study_id = storage.get_study_id_from_name(study_name)
+    found = list(storage.get_study_directions(study_id))
+    if found != list(directions):
+        have = ", ".join(d.name.lower() for d in found)
+        want = ", ".join(d.name.lower() for d in directions)
+        raise ValueError(
+            f"study: {study_name!r} exists in this storage with direction(s) {have}, not {want}; "
+            "use another --study-name or --storage"
+        )
+    return study_id
 
 
 class StudyMirror:
-    """A live in-memory study mirrored, in batches, to a persistent storage."""
+    """A live in-memory study (sampling, pruning) whose trials are written to a persistent
+    storage as they end; see the module docstring."""
 
     def __init__(
         self,
@@ -120,160 +235,186 @@ class StudyMirror:
         directions: Sequence[str],
         sampler: optuna.samplers.BaseSampler,
         pruner: optuna.pruners.BasePruner,
+        *,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        grace_period: float = GRACE_PERIOD,
     ) -> None:
         self.storage = storage
+        self.study_name = study_name
         self.directions = [StudyDirection[d.upper()] for d in directions]
-        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-        if study_name in existing:
-            found = self._directions_of(storage, study_name)
-            if found != self.directions:
-                have = ", ".join(d.name.lower() for d in found)
-                want = ", ".join(d.name.lower() for d in self.directions)
-                raise ValueError(
-                    f"study: {study_name!r} exists in this storage with direction(s) {have}, "
-                    f"not {want}; use another --study-name or --storage"
-                )
-            self.study_id = storage.get_study_id_from_name(study_name)
-        else:
-            self.study_id = storage.create_new_study(self.directions, study_name)
+        self.study_id = create_or_load(storage, study_name, self.directions)
+        # reads go through a Study on the storage (Optuna caches finished trials of an RDB)
+        self.stored = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
+                                        pruner=pruner)  # fmt: skip
         self.study = optuna.create_study(
             storage=optuna.storages.InMemoryStorage(), sampler=sampler, pruner=pruner,
             directions=self.directions, study_name=study_name,
         )  # fmt: skip
-        self._ids: dict[int, int] = {}  # live trial number -> persistent trial id
-        self._started: list[FrozenTrial] = []
-        self._finished: list[FrozenTrial] = []
-        self.resumed, self.failed_on_resume = self._resume()
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.worker = uuid.uuid4().hex[:12]
+        self._key = WORKER_PREFIX + self.worker
+        self._host = socket.gethostname()
+        self._lock = threading.Lock()
+        self._running: dict[int, dict[str, Any]] = {}  # live number -> params, not yet written
+        self._ended: list[int] = []  # live numbers ended since the last flush
+        self._seen: set[int] = set()  # stored numbers already in the live study
+        self.numbers: dict[int, int] = {}  # live number -> stored number
+        self._counted = 0  # stored trials that count toward the budget
+        self._others_running = 0
+        self._claim_written = -math.inf
+        self._claim_dirty = False  # running trials ended since the claim was written
+        self._claim_grew = False  # trials started since the claim was written
+        self._stop = threading.Event()
+        self.store_seconds = 0.0  # time in storage writes and reads
+        self._write_claim()
+        claims = self._claims()
+        self.alone = not any(self._live(c) for k, c in claims.items() if k != self._key)
+        if not self.alone:  # another live worker: draw another random stream than its own
+            self.study.sampler.reseed_rng()
+        self.resumed = self._sync()
+        self.reasked = self._reask(claims)
+        self.failed_on_resume = self.reasked  # name used by earlier versions
+        self._beat = threading.Thread(target=self._beat_loop, name="optimkit-heartbeat",
+                                      daemon=True)  # fmt: skip
+        self._beat.start()
 
-    @staticmethod
-    def _directions_of(storage: BaseStorage, name: str) -> list[StudyDirection]:
-        return list(storage.get_study_directions(storage.get_study_id_from_name(name)))
+    # ------------------------------------------------------------------------------ workers
+    def _claim(self, done: bool = False, beat: float | None = None) -> dict[str, Any]:
+        running = [] if done else list(self._running.values())
+        return {"beat": time.time() if beat is None else beat, "done": done, "host": self._host,
+                "pid": os.getpid(), "running": running}  # fmt: skip
 
-    # ---------------------------------------------------------------------------- resume
-    def _resume(self) -> tuple[int, int]:
-        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        stale = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-        for t in stale:
-            self.storage.set_trial_system_attr(
-                t._trial_id, FAIL_REASON, "the run was interrupted while this trial was running"
-            )
-            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        if stale:
-            trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        self.study.add_trials(trials)
-        for t in trials:
-            self._ids[t.number] = t._trial_id
-        for t in stale:  # asked again, with the same parameters
-            self.study.enqueue_trial(t.params, skip_if_exists=False)
-        return len(trials) - len(stale), len(stale)
+    def _write_claim(self, done: bool = False, beat: float | None = None) -> None:
+        with self._lock:
+            claim = self._claim(done, beat)
+            self._claim_dirty = self._claim_grew = False
+        self.storage.set_study_system_attr(self.study_id, self._key, claim)
+        self._claim_written = time.perf_counter()
 
-    # ---------------------------------------------------------------------------- events
+    def _claims(self) -> dict[str, dict[str, Any]]:
+        attrs = self.storage.get_study_system_attrs(self.study_id)
+        return {k: v for k, v in attrs.items() if k.startswith(WORKER_PREFIX)
+                and isinstance(v, dict)}  # fmt: skip
+
+    def _live(self, claim: dict[str, Any]) -> bool:
+        if claim.get("done"):
+            return False
+        if time.time() - float(claim.get("beat", 0)) > self.grace_period:
+            return False
+        if claim.get("host") == self._host and isinstance(claim.get("pid"), int):
+            try:
+                os.kill(claim["pid"], 0)
+            except ProcessLookupError:
+                return False  # its process is gone
+            except PermissionError:
+                pass  # alive, another user's
+        return True
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_interval):
+            try:
+                self._write_claim()
+            except Exception:  # a transient storage error: the next beat tries again
+                continue
+
+    def _reask(self, claims: dict[str, dict[str, Any]]) -> int:
+        """Enqueue, in the live study, the running trials of stale workers that no stored
+        trial has finished; mark those workers done."""
+        stale = {k: c for k, c in claims.items() if k != self._key and not c.get("done")
+                 and not self._live(c)}  # fmt: skip
+        if not stale:
+            return 0
+        finished = [t.params for t in self.stored.get_trials(deepcopy=False, states=_FINISHED)]
+        n = 0
+        for key, claim in stale.items():
+            self.storage.set_study_system_attr(self.study_id, key, {**claim, "running": [],
+                                               "done": True, "taken_by": self.worker})  # fmt: skip
+            for params in claim.get("running", []):
+                if isinstance(params, dict) and params not in finished:
+                    self.study.enqueue_trial(params, skip_if_exists=False)
+                    n += 1
+        return n
+
+    # ------------------------------------------------------------------------------ syncing
+    def _sync(self) -> int:
+        """Add the finished trials stored by others (or earlier runs) to the live study;
+        recount the budget. Returns how many were added."""
+        tic = time.perf_counter()
+        stored = self.stored.get_trials(deepcopy=False)
+        new = [t for t in stored if t.number not in self._seen and t.state in _FINISHED]
+        for t in new:
+            self.study.add_trial(t)
+            self._seen.add(t.number)
+        self._counted = sum(1 for t in stored if counts_toward_budget(t))
+        self.store_seconds += time.perf_counter() - tic
+        return len(new)
+
+    def budget_left(self, trials: int) -> int:
+        """`trials` less the study's finished trials, other live workers' running ones and
+        this worker's; stale workers' running trials are enqueued here to be asked again."""
+        tic = time.perf_counter()
+        claims = self._claims()
+        self._reask(claims)
+        self._others_running = sum(len(c.get("running", [])) for k, c in claims.items()
+                                   if k != self._key and self._live(c))  # fmt: skip
+        self.store_seconds += time.perf_counter() - tic
+        self._sync()
+        return trials - self._counted - self._others_running - len(self._running)
+
+    # ------------------------------------------------------------------------------ events
     def started(self, trial: optuna.Trial) -> None:
-        self._started.append(self.study._storage.get_trial(trial._trial_id))
+        with self._lock:
+            self._running[trial.number] = dict(trial.params)
+            self._claim_grew = True
 
     def finished(self, number: int) -> None:
-        live = self.study._storage
-        self._finished.append(live.get_trial(live.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number)))  # fmt: skip
+        self._ended.append(number)
 
     def flush(self) -> None:
-        """Write every start and end since the last flush, in one transaction for SQL."""
-        if not self._started and not self._finished:
-            return
-        if isinstance(self.storage, RDBStorage):
-            self._flush_sql()
-        else:
-            self._flush_api()
-        self._started, self._finished = [], []
+        """Write every trial ended since the last flush (one write each), and the worker's
+        claim when it started trials (or, at most once a second, when trials ended)."""
+        tic = time.perf_counter()
+        if self._ended:
+            live = self.study.get_trials(deepcopy=False)  # indexed by number
+            for number in self._ended:
+                trial = live[number]
+                assert trial.number == number
+                trial_id = self.storage.create_new_trial(self.study_id, template_trial=trial)
+                stored = self.storage.get_trial_number_from_id(trial_id)
+                self.numbers[number] = stored
+                self._seen.add(stored)
+                if counts_toward_budget(trial):
+                    self._counted += 1
+                with self._lock:
+                    self._running.pop(number, None)
+                    self._claim_dirty = True
+            self._ended = []
+        # started trials are claimed at once (a killed worker's are then asked again); ended
+        # ones leave the claim within a second
+        if self._claim_grew or (self._claim_dirty
+                                and time.perf_counter() - self._claim_written >= 1.0):  # fmt: skip
+            self._write_claim()
+        self.store_seconds += time.perf_counter() - tic
 
-    def _flush_api(self) -> None:
-        s = self.storage
-        for t in self._started:
-            running = FrozenTrial(
-                number=t.number, state=TrialState.RUNNING, value=None,
-                datetime_start=t.datetime_start, datetime_complete=None, params=t.params,
-                distributions=t.distributions, user_attrs={}, system_attrs={},
-                intermediate_values={}, trial_id=0,
-            )  # fmt: skip
-            self._ids[t.number] = s.create_new_trial(self.study_id, template_trial=running)
-        for t in self._finished:
-            tid = self._ids[t.number]
-            for step, v in t.intermediate_values.items():
-                s.set_trial_intermediate_value(tid, step, v)
-            for key, v in t.user_attrs.items():
-                s.set_trial_user_attr(tid, key, v)
-            for key, v in t.system_attrs.items():
-                s.set_trial_system_attr(tid, key, v)
-            s.set_trial_state_values(tid, t.state, t.values)
+    def close(self, completed: bool = True) -> None:
+        """Stop the heartbeat; `completed`: this worker is done (nothing left running), else
+        it stopped early (an error): its running trials are re-asked by the next worker."""
+        self._stop.set()
+        self._beat.join()
+        self.flush()
+        self._write_claim(done=completed and not self._running, beat=None if completed else 0.0)
 
-    def _flush_sql(self) -> None:
-        from optuna.storages._rdb import models as m
+    # ------------------------------------------------------------------------------ reading
+    def best_trial(self) -> FrozenTrial | None:
+        """The stored complete trial with the best first objective, over every run."""
+        self._sync()
+        complete = self.stored.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete = [t for t in complete if t.values and math.isfinite(t.values[0])]
+        if not complete:
+            return None
+        sign = -1.0 if self.directions[0] == StudyDirection.MAXIMIZE else 1.0
+        return min(complete, key=lambda t: (sign * t.values[0], t.number))
 
-        assert isinstance(self.storage, RDBStorage)
-        session = self.storage.scoped_session()
-        try:
-            if self._started:
-                self._insert_started(session, m)
-            if self._finished:
-                self._write_finished(session, m)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    def _insert_started(self, session: Any, m: Any) -> None:
-        """The new trials (RUNNING, with their parameters): one INSERT into trials, one SELECT
-        of their ids, one INSERT into trial_params."""
-        started = self._started
-        session.execute(sqlalchemy.insert(m.TrialModel), [
-            {"number": t.number, "study_id": self.study_id, "state": TrialState.RUNNING,
-             "_datetime_start_utc": _utc(t.datetime_start)}
-            for t in started
-        ])  # fmt: skip
-        # numbers only grow, and this mirror is the study's only writer: every trial of this
-        # study numbered from the smallest new one on is new
-        first = min(t.number for t in started)
-        rows = session.execute(
-            sqlalchemy.select(m.TrialModel.number, m.TrialModel.trial_id).where(
-                m.TrialModel.study_id == self.study_id, m.TrialModel.number >= first
-            )
-        )
-        self._ids.update({number: trial_id for number, trial_id in rows})
-        params = [
-            {"trial_id": self._ids[t.number], "param_name": name,
-             "distribution_json": distribution_to_json(d),
-             "param_value": d.to_internal_repr(t.params[name])}
-            for t in started for name, d in t.distributions.items()
-        ]  # fmt: skip
-        if params:
-            session.execute(sqlalchemy.insert(m.TrialParamModel), params)
-
-    def _write_finished(self, session: Any, m: Any) -> None:
-        """The ended trials: one UPDATE of their state and end time, and one INSERT per table
-        of values, intermediate values, user and system attributes."""
-        now = dt.datetime.now()
-        ended, values, curves, user, system = [], [], [], [], []
-        for t in self._finished:
-            tid = self._ids[t.number]
-            ended.append({"trial_id": tid, "state": t.state,
-                          "_datetime_complete_utc": _utc(t.datetime_complete or now)})  # fmt: skip
-            for objective, v in enumerate(t.values or []):
-                value, kind = m.TrialValueModel.value_to_stored_repr(v)
-                values.append({"trial_id": tid, "objective": objective, "value": value,
-                               "value_type": kind})  # fmt: skip
-            for step, v in t.intermediate_values.items():
-                value, kind = m.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v)
-                curves.append({"trial_id": tid, "step": step, "intermediate_value": value,
-                               "intermediate_value_type": kind})  # fmt: skip
-            user += [{"trial_id": tid, "key": key, "value_json": json.dumps(v)}
-                     for key, v in t.user_attrs.items()]  # fmt: skip
-            system += [{"trial_id": tid, "key": key, "value_json": json.dumps(v)}
-                       for key, v in t.system_attrs.items()]  # fmt: skip
-        session.execute(sqlalchemy.update(m.TrialModel), ended)
-        for model, rows in ((m.TrialValueModel, values), (m.TrialIntermediateValueModel, curves),
-                            (m.TrialUserAttributeModel, user),
-                            (m.TrialSystemAttributeModel, system)):  # fmt: skip
-            if rows:
-                session.execute(sqlalchemy.insert(model), rows)
+    def finished_count(self) -> int:
+        """Stored trials that count toward the budget (see `counts_toward_budget`)."""
+        return self._counted

@@ -7,6 +7,13 @@ epoch each member reports its validation metric as an Optuna intermediate value 
 decides per member. A member that finishes, is pruned, stops early or diverges frees its slot,
 which is refilled at once with a new trial of the same shape (trials of a new shape start a
 population of their own), so populations stay full until the budget (trials, timeout) is spent.
+
+The budget (`trials`) is the study's: finished trials of earlier runs and of other processes
+on the same study count, as do trials other live processes are running (see
+`optimkit.tune.storage`). A grid sampler's study ends when the grid is covered. The result
+describes the study's best trial over every run; when that trial ran in an earlier run (or
+in another process), its configuration is trained again, once, for the test metrics and the
+exported model.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,6 +81,9 @@ class TuneResult:
     best_slot: int | None = None
     metric: str = ""
     time_to_target: float | None = None
+    asked: int = 0  # trials asked in this run
+    finished_before: int = 0  # trials of the study that counted toward the budget at start
+    best_retrained: bool = False  # the best trial ran earlier: its configuration trained again
 
 
 class Tuner:
@@ -120,9 +130,10 @@ class Tuner:
         self.on_trial = on_trial
         self.pools: list[Pool] = []
         self.pending: dict[tuple, list[tuple[optuna.Trial, dict[str, Any]]]] = defaultdict(list)
-        # the budget counts trials that ran to an end; failed ones (e.g. interrupted) are not
-        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        self.asked = sum(1 for t in self.study.trials if t.state in done)
+        self.asked = 0
+        self.finished_before = mirror.finished_count()
+        sampler = self.study.sampler
+        self.grid = sampler if isinstance(sampler, optuna.samplers.GridSampler) else None
         self.incumbent: Incumbent | None = None
         self.overhead = 0.0
         self.start = 0.0
@@ -132,20 +143,23 @@ class Tuner:
     def _budget_left(self) -> int:
         if self.timeout is not None and time.perf_counter() - self.start >= self.timeout:
             return 0
-        return self.trials - self.asked
+        return self.mirror.budget_left(self.trials)
 
     def _running(self) -> int:
         return sum(1 for p in self.pools for t in p.trials if t is not None)
 
     def _ask(self) -> None:
         """Ask as many trials as there are free slots, and place them."""
-        n = min(self.population - self._running() - sum(map(len, self.pending.values())),
-                self._budget_left())  # fmt: skip
         tic = time.perf_counter()
+        free = self.population - self._running() - sum(map(len, self.pending.values()))
+        n = min(free, self._budget_left()) if free > 0 else 0
         for _ in range(max(n, 0)):
+            if self.grid is not None and self._grid_left() <= 0:
+                break  # every grid point is finished or running
             trial = self.study.ask()
             config = self.space.suggest(trial)
             config.setdefault("seed", self.base.seed + trial.number)
+            trial.set_user_attr("seed", config["seed"])
             shape, _ = split_config(config)
             self.pending[shape].append((trial, config))
             self.mirror.started(trial)
@@ -166,7 +180,25 @@ class Tuner:
                 self.pools.append(self._new_pool(shape, queue))
             del self.pending[shape]
 
-    def _new_pool(self, shape: tuple, queue: list[tuple[optuna.Trial, dict[str, Any]]]) -> Pool:
+    def _grid_left(self) -> float:
+        """Grid points neither finished nor running (GridSampler would ask a covered one
+        again), read from the trials' own record of the grid (system attributes)."""
+        space, covered = None, set()
+        for t in reversed(self.study.get_trials(deepcopy=False)):
+            attrs = t.system_attrs
+            if "grid_id" not in attrs or t.state == optuna.trial.TrialState.WAITING:
+                continue
+            if space is None:  # the grid of the latest trial
+                space = attrs.get("search_space")
+            if attrs.get("search_space") == space:
+                covered.add(attrs["grid_id"])
+        if not isinstance(space, dict):
+            return math.inf
+        return math.prod(len(v) for v in space.values()) - len(covered)
+
+    def _new_pool(
+        self, shape: tuple, queue: Sequence[tuple[optuna.Trial | None, dict[str, Any]]]
+    ) -> Pool:
         fixed = dict(shape)
         name = fixed["optimizer"]
         optimizer = OPTIMIZER_ALIASES.get(name, (name, {}))[0]
@@ -249,13 +281,27 @@ class Tuner:
                 if "params" in self.objectives:
                     values.append(float(sum(p[k].numel() for p in
                                             trainer.population.params.values())))  # fmt: skip
-        self.study.tell(trial, values, state=state)
+        self._tell(trial, values, state)
         self.mirror.finished(trial.number)
         if values is not None:
             self._consider(pool, k, trial.number, best)
         pool.trials[k] = None
         if self.on_trial is not None:
             self.on_trial(self.asked, self.trials)
+
+    def _tell(
+        self, trial: optuna.Trial, values: list[float] | None, state: optuna.trial.TrialState
+    ) -> None:
+        try:
+            self.study.tell(trial, values, state=state)
+        except RuntimeError:
+            # GridSampler.after_trial calls study.stop() once every grid point is finished or
+            # running, which raises outside study.optimize; tell has stored the trial by then
+            # (its finally clause). The tuner stops asking on its own (grid.is_exhausted).
+            if self.grid is None:
+                raise
+            if not self.study.get_trials(deepcopy=False)[trial.number].state.is_finished():
+                raise
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.study.directions[0].name == "MAXIMIZE" else a < b
@@ -277,34 +323,69 @@ class Tuner:
     # ------------------------------------------------------------------------------ the run
     def run(self) -> TuneResult:
         self.start = time.perf_counter()
-        self._ask()
-        while True:
-            for pool in self.pools:
-                if pool.active():
-                    self._step(pool)
+        completed = False
+        try:
             self._ask()
+            self.mirror.flush()  # the worker's claim names its first trials before training
+            while True:
+                for pool in self.pools:
+                    if pool.active():
+                        self._step(pool)
+                self._ask()
+                tic = time.perf_counter()
+                self.mirror.flush()
+                self.overhead += time.perf_counter() - tic
+                self.pools = [p for p in self.pools if p.active()]
+                if not self.pools:
+                    break
+            completed = True
+        finally:
             tic = time.perf_counter()
-            self.mirror.flush()
+            self.mirror.close(completed)
             self.overhead += time.perf_counter() - tic
-            self.pools = [p for p in self.pools if p.active()]
-            if not self.pools:
-                break
         seconds = time.perf_counter() - self.start
         counts: dict[str, int] = defaultdict(int)
-        for t in self.study.trials:
+        for t in self.mirror.stored.get_trials(deepcopy=False):
             counts[t.state.name.lower()] += 1
-        test: dict[str, float] = {}
-        inc = self.incumbent
-        if inc is not None:
-            test = evaluate_module(inc.module, inc.trainer, self.dataset)
-        return TuneResult(
-            study=self.study, best_number=inc.number if inc else None,
-            best_config=inc.config if inc else None, best_value=inc.value if inc else None,
-            test=test, counts=dict(counts), seconds=seconds, overhead_seconds=self.overhead,
-            best_module=inc.module if inc else None, best_trainer=inc.trainer if inc else None,
-            best_slot=inc.slot if inc else None, metric=self.metric,
-            time_to_target=self.first_target,
+        result = TuneResult(
+            study=self.mirror.stored, best_number=None, best_config=None, best_value=None,
+            test={}, counts=dict(counts), seconds=seconds, overhead_seconds=self.overhead,
+            metric=self.metric, time_to_target=self.first_target, asked=self.asked,
+            finished_before=self.finished_before,
         )  # fmt: skip
+        self._describe_best(result)
+        return result
+
+    def _describe_best(self, result: TuneResult) -> None:
+        """The study's best trial over every run: this run's incumbent, or else one stored
+        earlier, whose configuration is trained again (once) for its module and test metrics."""
+        best = self.mirror.best_trial()
+        if best is None:
+            return
+        inc = self.incumbent
+        mine = None if inc is None else self.mirror.numbers.get(inc.number)
+        if inc is not None and mine is not None and inc.value == best.values[0]:
+            best = self.mirror.stored.get_trials(deepcopy=False)[mine]  # this run's, on a tie
+        result.best_number, result.best_value = best.number, float(best.values[0])
+        if inc is not None and mine == best.number:
+            result.best_config = inc.config
+            module, trainer, slot = inc.module, inc.trainer, inc.slot
+        else:
+            try:
+                config = full_config(self.space, best.params)
+            except ValueError:  # stored by a run with another search space: not trained
+                result.best_config = dict(best.params)
+                return
+            config["seed"] = int(best.user_attrs.get("seed", self.base.seed + best.number))
+            result.best_config = config
+            trainer = self._new_pool(split_config(config)[0], [(None, config)]).trainer
+            slot = 0
+            while bool(trainer.active.any()):
+                trainer.run_epoch()
+            module = trainer.member_module(0)
+            result.best_retrained = True
+        result.best_module, result.best_trainer, result.best_slot = module, trainer, slot
+        result.test = evaluate_module(module, trainer, self.dataset)
 
 
 def full_config(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
