@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from optimkit.optim.spec import Hyperparameter, OptimizerSpec
+
 LINE_SEARCH_FNS = (None, "strong_wolfe")
 CURVATURE_EPS = 1e-10  # a pair is stored only when y's > CURVATURE_EPS (as torch)
 
@@ -288,6 +290,9 @@ def two_loop(
 class LBFGS(_CopyingStateDict, torch.optim.Optimizer):
     """L-BFGS, a drop-in for torch.optim.LBFGS (same arguments, defaults and iterates).
 
+    One model per optimizer (no member axis: the line search and the two-loop recursion
+    couple every coordinate); a population is K optimizers.
+
     ``step(closure)`` runs up to ``max_iter`` iterations; ``closure`` must zero the gradients,
     recompute the loss, call ``backward()`` and return the loss (it is called with grad enabled).
 
@@ -307,6 +312,37 @@ class LBFGS(_CopyingStateDict, torch.optim.Optimizer):
     direction ``d`` and step ``t``, ``prev_flat_grad``, ``prev_loss``, the ring buffers ``S``,
     ``Y``, ``R`` with ``head``/``num``, and ``H_diag`` (gamma).
     """
+
+    spec = OptimizerSpec(
+        name="lbfgs",
+        summary="limited-memory BFGS with an optional strong-Wolfe line search",
+        reference="torch.optim.LBFGS",
+        family="second-order",
+        closure=True,
+        population=False,
+        tolerance=1e-10,
+        tolerance_reason="the two-loop recursion runs in matrix form (measured 6e-12 after 40 "
+        "iterations of a tanh network)",
+        hyperparameters=(
+            Hyperparameter("lr", 1.0, "step length (initial trial step)", low=0.0, low_open=True),
+            Hyperparameter("max_iter", 20, "iterations per step()", kind="int", low=1),
+            Hyperparameter(
+                "max_eval", None, "closure evaluations per step()", kind="int", low=1, nullable=True
+            ),
+            Hyperparameter("tolerance_grad", 1e-7, "stop when max |g| <= it", low=0.0),
+            Hyperparameter("tolerance_change", 1e-9, "stop on smaller steps or changes", low=0.0),
+            Hyperparameter("history_size", 100, "stored (s, y) pairs", kind="int", low=1),
+            Hyperparameter(
+                "line_search_fn",
+                None,
+                "None or 'strong_wolfe'",
+                kind="choice",
+                choices=LINE_SEARCH_FNS,
+                nullable=True,
+            ),
+        ),
+        paper="Liu & Nocedal (1989)",
+    )
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ from optimkit.optim.lbfgs import (
     split_like,
     strong_wolfe,
 )
+from optimkit.optim.spec import Hyperparameter, OptimizerSpec
 
 HESSIAN_MODES = ("auto", "exact", "cg")
 LINE_SEARCH_FNS = (None, "backtracking", "strong_wolfe")
@@ -148,6 +149,61 @@ class Newton(_CopyingStateDict, torch.optim.Optimizer):
     State: ``n_iter``, ``func_evals``, ``damping`` (tau of the last exact step), ``n_damped``
     (exact steps that needed tau > 0), ``cg_iters`` (products in the last CG solve).
     """
+
+    spec = OptimizerSpec(
+        name="newton",
+        summary="Newton's method: exact Hessian (Cholesky) or Newton-CG, with a line search",
+        reference="scipy.optimize.minimize",
+        package="scipy",
+        family="second-order",
+        closure=True,
+        population=False,
+        tolerance=1e-8,
+        tolerance_reason="compared at the optimum with scipy's Newton-CG and closed forms",
+        hyperparameters=(
+            Hyperparameter(
+                "lr", 1.0, "initial trial step of the line search", low=0.0, low_open=True
+            ),
+            Hyperparameter("max_iter", 20, "Newton iterations per step()", kind="int", low=1),
+            Hyperparameter("tolerance_grad", 1e-7, "stop when max |g| <= it", low=0.0),
+            Hyperparameter("tolerance_change", 1e-9, "stop on smaller steps or changes", low=0.0),
+            Hyperparameter(
+                "hessian", "auto", "exact, cg or auto", kind="choice", choices=HESSIAN_MODES
+            ),
+            Hyperparameter(
+                "max_exact_size", 256, "size limit of hessian='auto'", kind="int", low=0
+            ),
+            Hyperparameter(
+                "cg_tol",
+                0.5,
+                "cap of the CG forcing term",
+                low=0.0,
+                high=1.0,
+                low_open=True,
+                high_open=True,
+            ),
+            Hyperparameter(
+                "cg_max_iter",
+                None,
+                "Hessian-vector products per CG solve",
+                kind="int",
+                low=1,
+                nullable=True,
+            ),
+            Hyperparameter(
+                "damping", 1e-3, "initial damping relative to max |H_ii|", low=0.0, low_open=True
+            ),
+            Hyperparameter(
+                "line_search_fn",
+                "backtracking",
+                "backtracking, strong_wolfe or None",
+                kind="choice",
+                choices=LINE_SEARCH_FNS,
+                nullable=True,
+            ),
+        ),
+        paper="Nocedal & Wright, Numerical Optimization (2006), ch. 3 and 7",
+    )
 
     def __init__(
         self,

@@ -169,7 +169,8 @@ class OptimizerSpec:
     optimizer's entries (its own name, its variants' names) are in ``optimkit compare``'s
     default tournament.
     ``test_kwargs`` are settings the tests add to every run (e.g. a shorter warm-up).
-    ``closure``: step() needs a closure.
+    ``closure``: step() needs a closure. ``population``: False for the optimizers whose
+    numbers are per model, not per member (one optimizer per model: L-BFGS, Newton).
     """
 
     name: str
@@ -181,6 +182,7 @@ class OptimizerSpec:
     tolerance_reason: str = ""
     family: str = "first-order"
     closure: bool = False
+    population: bool = True
     variants: tuple[Variant, ...] = ()
     compare: tuple[str, ...] = ()
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
