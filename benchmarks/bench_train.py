@@ -144,7 +144,7 @@ def population_config(epochs: int, model: str = "mlp", **kw: Any) -> TrainConfig
     options = {"hidden": (HIDDEN,)} if model == "mlp" else {}
     return TrainConfig(
         model=model, model_options=options, optimizer="adam", epochs=epochs, batch_size=BATCH,
-        seed=SEED, **kw,
+        seed=SEED, **{"retain_memory": True, **kw},  # as the CLI runs
     )  # fmt: skip
 
 

@@ -42,4 +42,8 @@ _register()
 
 
 def main() -> None:
+    # The CLI owns its process: keep freed tensor memory mapped (see retain_freed_memory).
+    from optimkit.train.trainer import retain_freed_memory
+
+    retain_freed_memory()
     app()

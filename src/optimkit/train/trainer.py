@@ -68,7 +68,9 @@ def retain_freed_memory() -> bool:
     forward/backward measured on a VM. This sets M_MMAP_THRESHOLD and M_TRIM_THRESHOLD
     (`MMAP_THRESHOLD`, `TRIM_THRESHOLD`) once per process through ``mallopt(3)``; elsewhere
     than glibc it does nothing. Returns whether the settings are in place. The trainer calls
-    it when training starts unless ``TrainConfig.retain_memory`` is False.
+    it when training starts if ``TrainConfig.retain_memory`` is True (default False: a library
+    leaves process-wide settings alone; the ``optimkit`` command line, which owns its
+    process, calls it at start).
     """
     global _retained
     if not _retained and sys.platform == "linux" and platform.libc_ver()[0] == "glibc":
@@ -92,7 +94,7 @@ class TrainConfig:
     parameter group; the first step pays the compilation, cached on disk afterwards); the
     result equals the eager step up to floating-point rounding. ``retain_memory=True`` lets
     the process keep and reuse memory that tensors free (see `retain_freed_memory`; a
-    process-wide malloc setting, applied when training starts). ``autocast=True`` runs the
+    process-wide malloc setting, applied when training starts; off by default). ``autocast=True`` runs the
     model's matrix products and convolutions in bfloat16 (``torch.autocast``: mixed
     precision, in training and in evaluation); weights, gradients, optimizer state and the
     loss stay in the population's dtype. It changes the arithmetic (bfloat16 keeps 8
@@ -116,7 +118,7 @@ class TrainConfig:
     checkpoint_path: str | None = None
     seed: int = 0
     compile: bool = False
-    retain_memory: bool = True
+    retain_memory: bool = False
     autocast: bool = False
 
     def __post_init__(self) -> None:
