@@ -1,136 +1,373 @@
-"""Adam step time: optimkit.optim.Adam vs torch.optim.Adam, one model and a population (issue 2).
+"""Optimizer step time for every optimizer in the database: optimkit vs the fastest reference.
 
-Run: ``.venv/bin/python -m benchmarks.bench_optim [--threads 1 2] [--repeats 9] [--quick]``.
+Run: ``.venv/bin/python -m benchmarks optim [--only adam,sgd] [--repeats 7] [--quick]``
+(or ``python -m benchmarks.bench_optim ...``); ``make bench`` runs it with its defaults.
 
-One model (float32, CPU): N parameters as one tensor or as the 8 tensors of a 4-layer MLP
-(square weights and their biases), for torch.optim.Adam's default (a per-tensor loop on CPU),
-``foreach=True`` and ``fused=True``, against optimkit.optim.Adam as a drop-in (its default
-path), optimkit's population path with K = 1 (lr given as a [1] tensor, parameters [1, ...]),
-eager and ``compile=True``, and optimkit's reference transform chain (``fused=False``).
+Every optimizer of `optimkit.optim.OPTIMIZERS` gets one row (those whose spec says
+``closure=True`` are skipped, and listed under the table), float32 on CPU, each side with the
+spec's default hyperparameters (given explicitly to both, plus the spec's ``test_kwargs``):
 
-Population: one step of K = 64 members of a 64-128-10 MLP (9,610 parameters each, stacked
-into 4 tensors [64, ...], lr a [64] tensor) against 64 separate torch.optim.Adam steps, each
-over its member's own 4 tensors.
+(a) **K = 1**: one step of a 10.0M-parameter model, the 8 tensors of a 4-layer MLP (four
+    1581 x 1581 weights and their biases), optimkit's drop-in (plain parameters, float
+    hyperparameters, its default path) against the fastest implementation of the reference:
+    for a ``torch.optim`` reference the faster of ``foreach=True`` and ``fused=True`` (where
+    torch accepts fused for this optimizer on CPU, else foreach only); for a package
+    reference the package's class (and its ``foreach=True`` where the class takes one).
+    Target: optimkit / fastest <= 1.1x.
+(b) **K = 64**: one optimkit population step over 64 members of a 64-128-10 MLP (9,610
+    parameters each, stacked into 4 tensors [64, ...], ``members=64``, lr a [64] tensor
+    spread over one decade around the default) against 64 separate reference steps, each over
+    its member's own 4 tensors with its own lr, in the fastest reference variant (for-loop,
+    foreach or fused). Target: speed-up >= 10x.
+(c) **Bytes per step** at K = 1, against this machine's bandwidth measured at the start of
+    the run (`benchmarks.bandwidth`, 256 MiB float32 tensors): ``copy_`` (read + write
+    counted) is printed, and the floor uses the in-place stream ``dst.add_(src)`` (2 reads +
+    1 write), because an optimizer step writes only tensors it has just read, while
+    ``copy_``'s destination lines are also read before being overwritten (write-allocate,
+    uncounted), so copy_ understates the bandwidth a step can reach (here by about 1.8x: a
+    fused Adam step runs at ~2x the copy_ rate). Model: a
+    step that streams over memory once reads and writes every parameter (2 P), reads every
+    gradient (P) and reads and writes every state tensor once (2 S, S the bytes of all tensors
+    in the optimizer's state after a step, the smaller of optimkit's and the reference's);
+    "tensors/step" is (3 P + 2 S) / P, the number of parameter-sized tensors touched (Adam: 7).
+    "% of floor" is (bytes / bandwidth) / measured step time: 100% runs at the bandwidth;
+    an optimizer that needs several passes (or compute: matrix products, eigendecompositions)
+    shows less. Small state (step counters, [K] hyperparameters) is counted but negligible.
 
-Method: all variants of a configuration share the parameter and gradient tensors (each keeps
-its own optimizer state) and are timed in interleaved rounds, so that load from elsewhere on
-the machine hits them alike; a sample is the mean of enough consecutive steps to last about
-``--sample`` seconds; each cell is the median of ``--repeats`` samples after a warm-up (which
-includes torch.compile's compilation). Threads are pinned (torch and BLAS/OpenMP pools).
-Compare ratios within one table, not absolute times across runs.
+When a reference rejects the model (e.g. one that only takes matrices) both sides are rerun on
+its >= 2-D parameters only, and the row says so.
+
+Method: both sides of a cell share the parameter and gradient tensors (each keeps its own
+state), are timed in interleaved rounds (the order rotated each round) so that load from
+elsewhere on the machine hits them alike, after a warm-up step; a sample is the mean of
+enough consecutive steps to last ``--sample`` seconds; a cell is the median of ``--repeats``
+samples (fewer when one optimizer's round would take too long; the "n" column says how many).
+Threads are pinned (``--threads``, default 1: torch's pool and the BLAS/OpenMP pools) and the
+default clock is this process's CPU time (``--clock cpu``), which a busy shared machine
+disturbs much less than wall time. Compare ratios within one run, not absolute times across
+runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import math
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from rich.console import Console
-from rich.table import Table
-from threadpoolctl import threadpool_limits
+from torch import Tensor
 
-import optimkit.optim as ok
+from benchmarks.bandwidth import describe, measure
+from benchmarks.threads import pinned
+from optimkit.optim import OPTIMIZERS
+from optimkit.optim.base import OPTIONS
 
 Step = Callable[[], object]
-LR = 1e-3
-K = 64
-MLP_SHAPES = [(64, 128), (128,), (128, 10), (10,)]  # a 64-128-10 MLP: 9,610 parameters
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+MLP_SHAPES: tuple[tuple[int, ...], ...] = ((64, 128), (128,), (128, 10), (10,))  # 9,610
+K1_TARGET = 1.1  # optimkit / fastest reference at K = 1, at most
+K64_TARGET = 10.0  # 64 reference steps / one optimkit population step, at least
+
+#: the table's columns, in order (the smoke test checks them)
+COLUMNS = (
+    "optimizer",
+    "reference",
+    "K=1 optimkit ms",
+    "K=1 fastest ref ms",
+    "K=1 optimkit/ref (<=1.1x)",
+    "K=64 optimkit ms",
+    "64 x ref ms",
+    "K=64 speed-up (>=10x)",
+    "tensors/step",
+    "MB/step",
+    "floor ms",
+    "optimkit % of floor",
+    "ref % of floor",
+    "n",
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run builds: the K = 1 model (4 weights [h, h] and 4 biases [h]), the
+    population (K members of `member` shapes), the copy buffer and the sample length."""
+
+    hidden: int
+    k: int
+    member: tuple[tuple[int, ...], ...]
+    copy_mb: int
+    sample: float
+    budget: float  # seconds of timing per cell before the repeats are cut
+
+    @property
+    def model(self) -> list[tuple[int, ...]]:
+        return [(self.hidden, self.hidden), (self.hidden,)] * 4
+
+
+FULL = Sizes(hidden=1581, k=64, member=MLP_SHAPES, copy_mb=256, sample=0.05, budget=10.0)
+QUICK = Sizes(hidden=64, k=4, member=MLP_SHAPES, copy_mb=8, sample=0.002, budget=0.5)
 
 
 # --------------------------------------------------------------------------------- timing
 def time_interleaved(
-    steps: dict[str, Step], repeats: int, sample: float, clock: Callable[[], float]
-) -> dict[str, float]:
-    """Median seconds per step of each variant, sampling them in interleaved rounds."""
-    inner = {}
+    steps: dict[str, Step],
+    repeats: int,
+    sample: float,
+    clock: Callable[[], float],
+    budget: float = math.inf,
+) -> tuple[dict[str, float], int]:
+    """Median seconds per step of each variant, sampled in interleaved rounds (the order
+    rotated each round), and the number of rounds (`repeats`, or fewer if a round would
+    make the whole exceed `budget` seconds)."""
+    inner, round_cost = {}, 0.0
     for name, step in steps.items():
-        step()  # warm-up (compiles where asked)
-        step()
+        step()  # warm-up
         start = clock()
         step()
-        inner[name] = max(1, math.ceil(sample / max(clock() - start, 1e-7)))
+        once = max(clock() - start, 1e-7)
+        inner[name] = max(1, math.ceil(sample / once))
+        round_cost += inner[name] * once
+    rounds = max(1, min(repeats, int(budget // max(round_cost, 1e-9))))
     samples: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(repeats):
-        names = list(steps)
-        names = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
-        for name in names:
+    names = list(steps)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
             start = clock()
             for _ in range(inner[name]):
                 steps[name]()
             samples[name].append((clock() - start) / inner[name])
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return {name: statistics.median(s) for name, s in samples.items()}, rounds
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+# ---------------------------------------------------------------------------- the database
+def spec_of(name: str) -> Any:
+    return OPTIMIZERS[name].spec  # type: ignore[attr-defined]
 
 
-# ------------------------------------------------------------------------------ one model
-def layer_shapes(n: int, layout: str) -> list[tuple[int, ...]]:
-    """`n` parameters as one tensor, or as 4 square h x h weights and 4 biases of size h."""
-    if layout == "1 tensor":
-        return [(n,)]
-    h = round(math.sqrt(n / 4))
-    return [(h, h), (h,)] * 4
+def base_kwargs(name: str) -> dict[str, Any]:
+    """Constructor keywords for both sides: every numeric hyperparameter at its declared
+    default (so both sides agree even where a package's defaults differ), plus the spec's
+    ``test_kwargs``."""
+    spec = spec_of(name)
+    known = {h.name for h in spec.hyperparameters}
+    flat = {h.name: h.default for h in spec.members if h.default is not None}
+    extra = dict(spec.test_kwargs)
+    flat.update({n: v for n, v in extra.items() if n in known})
+    kwargs = spec.to_kwargs(flat)
+    kwargs.update({n: v for n, v in extra.items() if n not in known})
+    return kwargs
 
 
-def single_model_steps(shapes: list[tuple[int, ...]], compile_: bool) -> dict[str, Step]:
-    torch.manual_seed(0)
-    params = [torch.randn(s, requires_grad=True) for s in shapes]
+def reference_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keywords without optimkit's own options."""
+    return {n: v for n, v in kwargs.items() if n not in OPTIONS}
+
+
+def reference_variants(name: str, population: bool) -> dict[str, dict[str, Any]]:
+    """The implementations of the reference to try (label -> extra keywords), from what its
+    constructor takes: ``foreach=True`` and ``fused=True`` (torch.optim; a variant torch
+    refuses for this optimizer on CPU is dropped when it is built), for many small models
+    also torch's for-loop (``foreach=False``); a package's class also runs as it is."""
+    try:
+        takes = inspect.signature(spec_of(name).reference_class()).parameters
+    except (TypeError, ValueError):
+        takes = {}
+    torch_optim = spec_of(name).reference.startswith("torch.optim.")
+    variants: dict[str, dict[str, Any]] = {}
+    if "foreach" in takes:
+        if population and torch_optim:
+            variants["for-loop"] = {"foreach": False}
+        variants["foreach"] = {"foreach": True}
+    if "fused" in takes:
+        variants["fused"] = {"fused": True}
+    if not variants or not torch_optim:  # a package's class as it is (its own default path)
+        variants = {"class": {}, **variants}
+    return variants
+
+
+def build(cls: Callable[..., Any], params: Sequence[Tensor], kwargs: dict[str, Any]) -> Any:
+    """An optimizer that has taken one step (so its state exists and it is known to run);
+    switched to training mode where it has one (Schedule-Free)."""
+    opt = cls(list(params), **kwargs)
+    train = getattr(opt, "train", None)
+    if callable(train):
+        train()
+    opt.step()
+    return opt
+
+
+def leaves(shapes: Iterable[tuple[int, ...]], seed: int) -> list[Tensor]:
+    """float32 parameters with random gradients."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for s in shapes:
+        p = (0.1 * torch.randn(s, generator=g)).requires_grad_()
+        p.grad = torch.randn(s, generator=g)
+        out.append(p)
+    return out
+
+
+def _short(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".splitlines()[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+# ------------------------------------------------------------------------------- one row
+@dataclass
+class Row:
+    name: str
+    reference: str
+    k1: dict[str, float] = field(default_factory=dict)
+    k1_best: str = ""
+    k64: dict[str, float] = field(default_factory=dict)
+    k64_best: str = ""
+    state_bytes: int | None = None
+    param_bytes: int = 0
+    rounds: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def ratio(self) -> float | None:
+        if "optimkit" in self.k1 and self.k1_best:
+            return self.k1["optimkit"] / self.k1[self.k1_best]
+        return None
+
+    def speedup(self) -> float | None:
+        if "optimkit" in self.k64 and self.k64_best:
+            return self.k64[self.k64_best] / self.k64["optimkit"]
+        return None
+
+
+def state_nbytes(opt: Any, params: Sequence[Tensor]) -> int:
+    """Bytes of every tensor in the optimizer's state of `params` (nested containers too;
+    a storage shared by two entries counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def walk(v: Any) -> None:
+        nonlocal total
+        if isinstance(v, Tensor):
+            key = (v.untyped_storage().data_ptr(), v.untyped_storage().nbytes())
+            if key not in seen and not v.is_sparse:
+                seen.add(key)
+                total += v.numel() * v.element_size()
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                walk(x)
+
     for p in params:
-        p.grad = torch.randn_like(p)
-
-    def lifted() -> list[torch.Tensor]:  # the same storage as [1, ...] leaves (K = 1)
-        out = []
-        for p in params:
-            q = p.detach().view(1, *p.shape).requires_grad_()
-            q.grad = p.grad.view(1, *p.shape)
-            out.append(q)
-        return out
-
-    lr1 = torch.tensor([LR], dtype=torch.float64)
-    steps: dict[str, Step] = {
-        "torch default": torch.optim.Adam(params, lr=LR).step,
-        "torch foreach": torch.optim.Adam(params, lr=LR, foreach=True).step,
-        "torch fused": torch.optim.Adam(params, lr=LR, fused=True).step,
-        "optimkit": ok.Adam(params, lr=LR).step,
-        "optimkit [K] eager": ok.Adam(lifted(), lr=lr1).step,
-    }
-    if compile_:
-        steps["optimkit [K] compile"] = ok.Adam(lifted(), lr=lr1, compile=True).step
-    steps["optimkit reference"] = ok.Adam(params, lr=LR, fused=False).step
-    return steps
+        walk(opt.state.get(p, {}))
+    return total
 
 
-# ----------------------------------------------------------------------------- population
-def population_steps(compile_: bool) -> dict[str, Step]:
-    torch.manual_seed(0)
-    stacked = [torch.randn(K, *s, requires_grad=True) for s in MLP_SHAPES]
-    for p in stacked:
-        p.grad = torch.randn_like(p)
-    lr = torch.logspace(-4, -2, K, dtype=torch.float64)
-    steps: dict[str, Step] = {}
-    for label, options in (("default", {}), ("foreach", {"foreach": True}),
-                           ("fused", {"fused": True})):  # fmt: skip
-        members = []
-        for k in range(K):
-            own = [p[k].detach().clone().requires_grad_() for p in stacked]
-            for q, p in zip(own, stacked, strict=True):
-                q.grad = p.grad[k].clone()
-            members.append(torch.optim.Adam(own, lr=float(lr[k]), **options))
-        steps[f"64 x torch {label}"] = _loop(members)
-    steps["optimkit eager"] = ok.Adam(stacked, lr=lr).step
-    if compile_:
-        steps["optimkit compile"] = ok.Adam(stacked, lr=lr, compile=True).step
-    steps["optimkit reference"] = ok.Adam(stacked, lr=lr, fused=False).step
-    return steps
+def _matrices(shapes: Sequence[tuple[int, ...]], stacked: bool) -> list[tuple[int, ...]]:
+    return [s for s in shapes if len(s) >= (3 if stacked else 2)]
 
 
-def _loop(optimizers: list[torch.optim.Optimizer]) -> Step:
+def bench_one_model(
+    name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float]
+) -> None:
+    """(a) and (c): K = 1, optimkit's drop-in vs the reference's fastest implementation."""
+    spec, cls = spec_of(name), OPTIMIZERS[name]
+    ref_cls = spec.reference_class()
+    kwargs = base_kwargs(name)
+    for shapes in (sizes.model, _matrices(sizes.model, False)):
+        params = leaves(shapes, seed=0)
+        steps: dict[str, Step] = {}
+        refs: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        for label, extra in reference_variants(name, population=False).items():
+            try:
+                refs[label] = build(ref_cls, params, {**reference_kwargs(kwargs), **extra})
+            except Exception as err:  # a variant torch does not offer for this optimizer
+                failed[label] = _short(err)
+        if refs or shapes != sizes.model:
+            break
+        params = []  # free the full model before building the matrices-only one
+        gc.collect()
+    if not refs:
+        raise RuntimeError("reference: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    if shapes != sizes.model:
+        row.notes.append("K=1: >= 2-D parameters only (the reference rejects the full model)")
+    ours = build(cls, params, kwargs)
+    steps["optimkit"] = ours.step
+    steps.update({label: opt.step for label, opt in refs.items()})
+    times, rounds = time_interleaved(steps, repeats, sizes.sample, clock, sizes.budget)
+    row.k1 = times
+    row.k1_best = min(refs, key=times.__getitem__)
+    row.rounds.append(rounds)
+    row.param_bytes = sum(p.numel() * p.element_size() for p in params)
+    row.state_bytes = min(state_nbytes(o, params) for o in (ours, *refs.values()))
+
+
+def bench_population(
+    name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float]
+) -> None:
+    """(b): one optimkit step over K stacked members vs K separate reference steps."""
+    spec, cls = spec_of(name), OPTIMIZERS[name]
+    ref_cls = spec.reference_class()
+    kwargs = base_kwargs(name)
+    k = sizes.k
+    lr = kwargs.get("lr")
+    lrs = None
+    if isinstance(lr, float) and lr > 0:  # one lr per member, over a decade around the default
+        lrs = lr * torch.logspace(-0.5, 0.5, k, dtype=torch.float64)
+    for shapes in (sizes.member, _matrices(sizes.member, False)):
+        stacked = leaves([(k, *s) for s in shapes], seed=1)
+        own = []
+        for m in range(k):
+            mine = []
+            for p in stacked:
+                q = p[m].detach().clone().requires_grad_()
+                q.grad = p.grad[m].clone()  # type: ignore[index]
+                mine.append(q)
+            own.append(mine)
+        refs: dict[str, list[Any]] = {}
+        failed: dict[str, str] = {}
+        for label, extra in reference_variants(name, population=True).items():
+            try:
+                refs[label] = [
+                    build(
+                        ref_cls,
+                        own[m],
+                        {
+                            **reference_kwargs(kwargs),
+                            **({"lr": float(lrs[m])} if lrs is not None else {}),
+                            **extra,
+                        },
+                    )
+                    for m in range(k)
+                ]
+            except Exception as err:
+                failed[label] = _short(err)
+        if refs or shapes != sizes.member:
+            break
+    if not refs:
+        raise RuntimeError("reference: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    if shapes != sizes.member:
+        row.notes.append(f"K={k}: matrices only (the reference rejects the full model)")
+    ours_kwargs = {**kwargs, "members": k, **({"lr": lrs} if lrs is not None else {})}
+    ours = build(cls, stacked, ours_kwargs)
+    steps: dict[str, Step] = {"optimkit": ours.step}
+    steps.update({label: _loop(opts) for label, opts in refs.items()})
+    times, rounds = time_interleaved(steps, repeats, sizes.sample, clock, sizes.budget)
+    row.k64 = times
+    row.k64_best = min(refs, key=times.__getitem__)
+    row.rounds.append(rounds)
+
+
+def _loop(optimizers: list[Any]) -> Step:
     def step() -> None:
         for opt in optimizers:
             opt.step()
@@ -138,115 +375,168 @@ def _loop(optimizers: list[torch.optim.Optimizer]) -> Step:
     return step
 
 
+# ---------------------------------------------------------------------------------- table
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = 1e3 * seconds
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _cells(row: Row, bandwidth: float, k: int) -> list[str]:
+    ratio, speedup = row.ratio(), row.speedup()
+    cells = [row.name, row.reference]
+    if row.k1:
+        cells += [
+            _ms(row.k1["optimkit"]),
+            f"{_ms(row.k1[row.k1_best])} ({row.k1_best})",
+            f"{ratio:.2f}x" if ratio is not None else "-",
+        ]
+    else:
+        cells += ["error", "error", "-"]
+    if row.k64:
+        cells += [
+            _ms(row.k64["optimkit"]),
+            f"{_ms(row.k64[row.k64_best])} ({row.k64_best})",
+            f"{speedup:.1f}x" if speedup is not None else "-",
+        ]
+    else:
+        cells += ["error", "error", "-"]
+    if row.state_bytes is not None and row.param_bytes:
+        moved = 3 * row.param_bytes + 2 * row.state_bytes
+        floor = moved / bandwidth
+        cells += [
+            f"{moved / row.param_bytes:.1f}",
+            f"{moved / 1e6:.0f}" if moved >= 1e7 else f"{moved / 1e6:.2f}",
+            _ms(floor),
+            f"{100 * floor / row.k1['optimkit']:.0f}%",
+            f"{100 * floor / row.k1[row.k1_best]:.0f}%",
+        ]
+    else:
+        cells += ["-"] * 5
+    cells.append("/".join(str(r) for r in row.rounds) or "-")
+    return cells
+
+
+def markdown(rows: list[Row], bandwidth: float, k: int) -> str:
+    header = [c.replace("K=64", f"K={k}").replace("64 x", f"{k} x") for c in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        cells = [c.replace("|", "/") for c in _cells(row, bandwidth, k)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row], k: int) -> list[str]:
+    out = []
+    ratios = {r.name: r.ratio() for r in rows if r.ratio() is not None}
+    speedups = {r.name: r.speedup() for r in rows if r.speedup() is not None}
+    met = [n for n, x in ratios.items() if x is not None and x <= K1_TARGET]
+    missed = [f"{n} {x:.2f}x" for n, x in ratios.items() if x is not None and x > K1_TARGET]
+    out.append(
+        f"K=1 target (optimkit <= {K1_TARGET}x the fastest reference): met by {len(met)} of "
+        f"{len(ratios)}" + (f"; not met: {', '.join(missed)}" if missed else "")
+    )
+    met = [n for n, x in speedups.items() if x is not None and x >= K64_TARGET]
+    missed = [f"{n} {x:.1f}x" for n, x in speedups.items() if x is not None and x < K64_TARGET]
+    out.append(
+        f"K={k} target (>= {K64_TARGET:.0f}x faster than {k} reference steps): met by "
+        f"{len(met)} of {len(speedups)}" + (f"; not met: {', '.join(missed)}" if missed else "")
+    )
+    return out
+
+
 # ----------------------------------------------------------------------------------- main
-def _ms(seconds: float) -> str:
-    return f"{1e3 * seconds:.3f}" if seconds < 1e-2 else f"{1e3 * seconds:.1f}"
-
-
-def _x(a: float, b: float) -> str:
-    return f"{a / b:.2f}x"
-
-
-def run_single_model(
-    threads: int, sizes: list[int], repeats: int, sample: float, compile_: bool, clock: str
-) -> Table:
-    columns = ["torch default", "torch foreach", "torch fused", "optimkit", "optimkit [K] eager"]
-    columns += ["optimkit [K] compile"] if compile_ else []
-    columns += ["optimkit reference"]
-    table = Table(
-        title=f"One model, Adam step (ms), float32 CPU, {threads} thread(s), median of {repeats}"
-        f" ({clock} clock)"
-    )
-    table.add_column("N, layout", justify="left")
-    for c in columns:
-        table.add_column(c, justify="right")
-    for c in ("optimkit / fused", "default / optimkit"):
-        table.add_column(c, justify="right")
-    if compile_:
-        table.add_column("[K] compile / fused", justify="right")
-    for n in sizes:
-        for layout in ("1 tensor", "8 tensors"):
-            shapes = layer_shapes(n, layout)
-            steps = single_model_steps(shapes, compile_)
-            t = time_interleaved(steps, repeats, sample, CLOCKS[clock])
-            del steps
-            size = sum(math.prod(s) for s in shapes)
-            row = [f"{size / 1e6:.1f}M, {layout}", *(_ms(t[c]) for c in columns)]
-            row += [_x(t["optimkit"], t["torch fused"]), _x(t["torch default"], t["optimkit"])]
-            if compile_:
-                row.append(_x(t["optimkit [K] compile"], t["torch fused"]))
-            table.add_row(*row)
-            gc.collect()
-    return table
-
-
-def run_population(threads: int, repeats: int, sample: float, compile_: bool, clock: str) -> Table:
-    t = time_interleaved(population_steps(compile_), repeats, sample, CLOCKS[clock])
-    torch_names = [n for n in t if n.startswith("64 x torch")]
-    ours = [n for n in t if n.startswith("optimkit")]
-    best = min(torch_names, key=t.__getitem__)
-    table = Table(
-        title=f"Population: one Adam step, K = {K} members of a 64-128-10 MLP (9,610 parameters "
-        f"each), {threads} thread(s), median of {repeats} ({clock} clock)",
-        caption=f"best torch option: {best}",
-    )
-    for c in ("variant", "ms", "speed-up vs 64 x torch default", "vs best torch"):
-        table.add_column(c, justify="left" if c == "variant" else "right")
-    for name in torch_names + ours:
-        table.add_row(
-            name, _ms(t[name]), _x(t["64 x torch default"], t[name]), _x(t[best], t[name])
-        )
-    return table
-
-
 def main(
-    threads: tuple[int, ...] = (1, 2),
-    repeats: int = 9,
+    only: Sequence[str] | None = None,
+    repeats: int = 7,
     quick: bool = False,
-    sample: float = 0.05,
-    compile_: bool = True,
-    clock: str = "wall",
-) -> None:
-    # Each compile=True optimizer compiles the same function for its own shapes; allow all
-    # of this benchmark's shapes to stay cached (dynamo's default limit is 8 per function).
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    sizes = [1_000_000] if quick else [1_000_000, 10_000_000, 50_000_000]
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: wide enough for the tables
-        console = Console(width=200)
-    previous = torch.get_num_threads()
-    try:
-        for n_threads in threads:
-            torch._dynamo.reset()  # compiled kernels are specialized on the thread count
-            torch.set_num_threads(n_threads)
-            with threadpool_limits(limits=n_threads):
-                console.print(run_single_model(n_threads, sizes, repeats, sample, compile_, clock))
-                console.print(run_population(n_threads, repeats, sample, compile_, clock))
-    finally:
-        torch.set_num_threads(previous)
-    console.print(
-        "torch default on CPU is the per-tensor loop (_single_tensor_adam). optimkit: the "
-        "drop-in with float hyperparameters (one model: torch's fused kernel). optimkit [K]: "
-        "the population path with K = 1 (coefficients precomputed per step, then one pass "
-        "per op eagerly, or one fused loop with compile=True). reference: fused=False, the "
-        "transform chain. Ratios > 1x in 'default / optimkit' and 'speed-up' mean optimkit "
-        "is faster; '/ fused' <= 1.1x is the issue's goal."
+    threads: int = 1,
+    clock: str = "cpu",
+    sample: float | None = None,
+) -> str:
+    """Run the benchmark, print the markdown table (and notes), and return the table."""
+    sizes = QUICK if quick else FULL
+    if sample is not None:
+        sizes = Sizes(**{**sizes.__dict__, "sample": sample})
+    names = list(OPTIMIZERS)
+    if only:
+        unknown = [n for n in only if n not in OPTIMIZERS]
+        if unknown:
+            raise SystemExit(
+                f"bench_optim: unknown optimizer(s) {', '.join(unknown)}; valid: {', '.join(names)}"
+            )
+        names = [n for n in names if n in only]
+    skipped = [n for n in names if spec_of(n).closure]
+    names = [n for n in names if not spec_of(n).closure]
+    timer = CLOCKS[clock]
+    rows: list[Row] = []
+    started = time.perf_counter()
+    with pinned(threads):
+        bw = measure(sizes.copy_mb << 20, repeats=max(repeats, 9), clock=timer)
+        bandwidth = bw["update"]
+        print(f"bandwidth: {describe(bw)}, {sizes.copy_mb} MiB", flush=True)
+        for name in names:
+            row = Row(name, spec_of(name).reference)
+            for part, fn in (("K=1", bench_one_model), (f"K={sizes.k}", bench_population)):
+                t0 = time.perf_counter()
+                try:
+                    fn(name, row, sizes, repeats, timer)
+                except Exception as err:  # one optimizer's failure must not end the run
+                    row.errors[part] = _short(err)
+                gc.collect()
+                print(f"  {name} {part}: {time.perf_counter() - t0:.1f}s", file=sys.stderr,
+                      flush=True)  # fmt: skip
+            rows.append(row)
+    table = markdown(rows, bandwidth, sizes.k)
+    n_model = sum(math.prod(s) for s in sizes.model)
+    n_member = sum(math.prod(s) for s in sizes.member)
+    print()
+    print(
+        f"Optimizer step, float32 CPU, {threads} thread(s), {clock} clock, median of up to "
+        f"{repeats} (n per cell: K=1/K={sizes.k}); K=1: {n_model / 1e6:.2f}M parameters in 8 "
+        f"tensors; K={sizes.k}: {n_member:,} parameters per member in 4 tensors; bandwidth: "
+        f"{describe(bw)} (the floor uses the update rate)"
     )
+    print()
+    print(table)
+    print()
+    for line in summary(rows, sizes.k):
+        print(f"- {line}")
+    if skipped:
+        print(f"- skipped (step needs a closure): {', '.join(skipped)}")
+    for row in rows:
+        for note in row.notes:
+            print(f"- {row.name}: {note}")
+        for part, err in row.errors.items():
+            print(f"- {row.name} {part} failed: {err}")
+    print(
+        "- ref: the fastest reference implementation of the row (torch.optim: foreach or "
+        "fused, plus the for-loop for the population; packages: their class). tensors/step: "
+        "parameter-sized tensors read or written by one streaming pass (3 P + 2 S) / P; floor: "
+        "those bytes at the update bandwidth; % of floor = floor / step time."
+    )
+    print(f"- total time {time.perf_counter() - started:.0f}s", flush=True)
+    return table
+
+
+def cli(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks optim", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--only", default="", help="comma-separated optimizer names")
+    parser.add_argument("--repeats", type=int, default=7, help="samples per cell (median)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sample", type=float, default=None, help="seconds per sample")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="cpu",
+        help="cpu (default: this process's CPU time, robust on a busy machine) or wall",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    only = [n.strip().lower() for n in args.only.split(",") if n.strip()]
+    return main(only or None, args.repeats, args.quick, args.threads, args.clock, args.sample)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--sample", type=float, default=0.05, help="seconds per sample")
-    parser.add_argument("--quick", action="store_true", help="only N = 1M")
-    parser.add_argument("--no-compile", action="store_true", help="skip compile=True")
-    parser.add_argument(
-        "--clock", choices=sorted(CLOCKS), default="wall",
-        help="wall (default) or this process's CPU time (1 thread, on a busy machine)",
-    )  # fmt: skip
-    args = parser.parse_args()
-    main(
-        tuple(args.threads), args.repeats, args.quick, args.sample, not args.no_compile,
-        args.clock,
-    )  # fmt: skip
+    cli()
