@@ -34,6 +34,10 @@ spec's default hyperparameters (given explicitly to both, plus the spec's ``test
     an optimizer that needs several passes (or compute: matrix products, eigendecompositions)
     shows less. Small state (step counters, [K] hyperparameters) is counted but negligible.
 
+``--compile`` adds optimkit's ``compile=True`` at both sizes (two more columns: its ratio to
+the same fastest reference; compiled in the warm-up, so ~20 s per optimizer and size on this
+machine before any timing: opt-in, not part of ``make bench``).
+
 When a reference rejects the model (e.g. one that only takes matrices) both sides are rerun on
 its >= 2-D parameters only, and the row says so.
 
@@ -92,6 +96,9 @@ COLUMNS = (
     "ref % of floor",
     "n",
 )
+#: with ``--compile``: optimkit's ``compile=True`` against the same fastest reference
+COMPILED_COLUMNS = ("K=1 compile/ref", "K=64 compile speed-up")
+COMPILED = "optimkit compile"
 
 
 @dataclass(frozen=True)
@@ -276,7 +283,7 @@ def _matrices(shapes: Sequence[tuple[int, ...]], stacked: bool) -> list[tuple[in
 
 
 def bench_one_model(
-    name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float]
+    name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float], compile_: bool
 ) -> None:
     """(a) and (c): K = 1, optimkit's drop-in vs the reference's fastest implementation."""
     spec, cls = spec_of(name), OPTIMIZERS[name]
@@ -302,6 +309,8 @@ def bench_one_model(
         row.notes.append("K=1: >= 2-D parameters only (the reference rejects the full model)")
     ours = build(cls, params, kwargs)
     steps["optimkit"] = ours.step
+    if compile_:
+        steps[COMPILED] = build(cls, params, {**kwargs, "compile": True}).step
     steps.update({label: opt.step for label, opt in refs.items()})
     times, rounds = time_interleaved(steps, repeats, sizes.sample, clock, sizes.budget)
     row.k1 = times
@@ -312,7 +321,7 @@ def bench_one_model(
 
 
 def bench_population(
-    name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float]
+    name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float], compile_: bool
 ) -> None:
     """(b): one optimkit step over K stacked members vs K separate reference steps."""
     spec, cls = spec_of(name), OPTIMIZERS[name]
@@ -360,6 +369,8 @@ def bench_population(
     ours_kwargs = {**kwargs, "members": k, **({"lr": lrs} if lrs is not None else {})}
     ours = build(cls, stacked, ours_kwargs)
     steps: dict[str, Step] = {"optimkit": ours.step}
+    if compile_:
+        steps[COMPILED] = build(cls, stacked, {**ours_kwargs, "compile": True}).step
     steps.update({label: _loop(opts) for label, opts in refs.items()})
     times, rounds = time_interleaved(steps, repeats, sizes.sample, clock, sizes.budget)
     row.k64 = times
@@ -383,7 +394,7 @@ def _ms(seconds: float | None) -> str:
     return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
 
 
-def _cells(row: Row, bandwidth: float, k: int) -> list[str]:
+def _cells(row: Row, bandwidth: float, compiled: bool) -> list[str]:
     ratio, speedup = row.ratio(), row.speedup()
     cells = [row.name, row.reference]
     if row.k1:
@@ -415,14 +426,19 @@ def _cells(row: Row, bandwidth: float, k: int) -> list[str]:
     else:
         cells += ["-"] * 5
     cells.append("/".join(str(r) for r in row.rounds) or "-")
+    if compiled:
+        c1, c64 = row.k1.get(COMPILED), row.k64.get(COMPILED)
+        cells.append(f"{c1 / row.k1[row.k1_best]:.2f}x" if c1 else "-")
+        cells.append(f"{row.k64[row.k64_best] / c64:.1f}x" if c64 else "-")
     return cells
 
 
-def markdown(rows: list[Row], bandwidth: float, k: int) -> str:
-    header = [c.replace("K=64", f"K={k}").replace("64 x", f"{k} x") for c in COLUMNS]
+def markdown(rows: list[Row], bandwidth: float, k: int, compiled: bool = False) -> str:
+    columns = COLUMNS + (COMPILED_COLUMNS if compiled else ())
+    header = [c.replace("K=64", f"K={k}").replace("64 x", f"{k} x") for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:
-        cells = [c.replace("|", "/") for c in _cells(row, bandwidth, k)]
+        cells = [c.replace("|", "/") for c in _cells(row, bandwidth, compiled)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -454,6 +470,7 @@ def main(
     threads: int = 1,
     clock: str = "cpu",
     sample: float | None = None,
+    compile_: bool = False,
 ) -> str:
     """Run the benchmark, print the markdown table (and notes), and return the table."""
     sizes = QUICK if quick else FULL
@@ -471,6 +488,9 @@ def main(
     names = [n for n in names if not spec_of(n).closure]
     timer = CLOCKS[clock]
     rows: list[Row] = []
+    if compile_:  # each compile=True optimizer compiles its update for its own shapes
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, 256)
     started = time.perf_counter()
     with pinned(threads):
         bw = measure(sizes.copy_mb << 20, repeats=max(repeats, 9), clock=timer)
@@ -481,14 +501,14 @@ def main(
             for part, fn in (("K=1", bench_one_model), (f"K={sizes.k}", bench_population)):
                 t0 = time.perf_counter()
                 try:
-                    fn(name, row, sizes, repeats, timer)
+                    fn(name, row, sizes, repeats, timer, compile_)
                 except Exception as err:  # one optimizer's failure must not end the run
                     row.errors[part] = _short(err)
                 gc.collect()
                 print(f"  {name} {part}: {time.perf_counter() - t0:.1f}s", file=sys.stderr,
                       flush=True)  # fmt: skip
             rows.append(row)
-    table = markdown(rows, bandwidth, sizes.k)
+    table = markdown(rows, bandwidth, sizes.k, compile_)
     n_model = sum(math.prod(s) for s in sizes.model)
     n_member = sum(math.prod(s) for s in sizes.member)
     print()
@@ -530,12 +550,18 @@ def cli(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sample", type=float, default=None, help="seconds per sample")
     parser.add_argument(
+        "--compile", action="store_true",
+        help="also time optimkit's compile=True (compiled during the warm-up; slow to start)",
+    )  # fmt: skip
+    parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="cpu",
         help="cpu (default: this process's CPU time, robust on a busy machine) or wall",
     )  # fmt: skip
     args = parser.parse_args(argv)
     only = [n.strip().lower() for n in args.only.split(",") if n.strip()]
-    return main(only or None, args.repeats, args.quick, args.threads, args.clock, args.sample)
+    return main(
+        only or None, args.repeats, args.quick, args.threads, args.clock, args.sample, args.compile
+    )
 
 
 if __name__ == "__main__":
