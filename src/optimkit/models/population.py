@@ -53,6 +53,7 @@ from optimkit.models.cnn import SmallCNN
 from optimkit.models.factory import Factory
 from optimkit.models.generic import GenericModel
 from optimkit.models.grouped import GroupedModel, grouped_model
+from optimkit.models.memory import check_fits
 from optimkit.models.mf import MatrixFactorization
 from optimkit.models.mlp import MLP
 from optimkit.models.spec import ModelSpec, model_options
@@ -154,6 +155,8 @@ class Population:
         if not self.per_member_dropout:
             rate_list = [float(rates)] * k
 
+        check_fits(lambda: self._member_spec(rate_list[0]).build(self.seeds[0]), k,
+                   self.dtype, self.device)  # fmt: skip
         members = [
             self._build(seed, rate) for seed, rate in zip(self.seeds, rate_list, strict=True)
         ]
