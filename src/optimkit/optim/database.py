@@ -18,10 +18,14 @@ import optimkit.optim as _package
 from optimkit.optim.spec import OptimizerSpec
 
 
+#: modules of the package that read the database (so they hold no optimizer)
+READERS = ("database", "registry", "table")
+
+
 def _discover() -> dict[str, type]:
     found: dict[str, type] = {}
     for info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda i: i.name):
-        if info.name in ("database", "registry"):  # they read the database
+        if info.name in READERS:
             continue
         module = importlib.import_module(f"{_package.__name__}.{info.name}")
         for obj in vars(module).values():
