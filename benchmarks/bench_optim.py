@@ -45,7 +45,8 @@ Method: both sides of a cell share the parameter and gradient tensors (each keep
 state), are timed in interleaved rounds (the order rotated each round) so that load from
 elsewhere on the machine hits them alike, after a warm-up step; a sample is the mean of
 enough consecutive steps to last ``--sample`` seconds; a cell is the median of ``--repeats``
-samples (fewer when one optimizer's round would take too long; the "n" column says how many).
+samples (fewer when one optimizer's round would take more than 6 s, down to the one timed
+warm-up step of each side for the second-order methods; the "n" column says how many).
 Threads are pinned (``--threads``, default 1: torch's pool and the BLAS/OpenMP pools) and the
 default clock is this process's CPU time (``--clock cpu``), which a busy shared machine
 disturbs much less than wall time. Compare ratios within one run, not absolute times across
@@ -118,7 +119,7 @@ class Sizes:
         return [(self.hidden, self.hidden), (self.hidden,)] * 4
 
 
-FULL = Sizes(hidden=1581, k=64, member=MLP_SHAPES, copy_mb=256, sample=0.05, budget=10.0)
+FULL = Sizes(hidden=1581, k=64, member=MLP_SHAPES, copy_mb=256, sample=0.05, budget=6.0)
 QUICK = Sizes(hidden=64, k=4, member=MLP_SHAPES, copy_mb=8, sample=0.002, budget=0.5)
 
 
@@ -130,18 +131,21 @@ def time_interleaved(
     clock: Callable[[], float],
     budget: float = math.inf,
 ) -> tuple[dict[str, float], int]:
-    """Median seconds per step of each variant, sampled in interleaved rounds (the order
-    rotated each round), and the number of rounds (`repeats`, or fewer if a round would
-    make the whole exceed `budget` seconds)."""
-    inner, round_cost = {}, 0.0
+    """Median seconds per step of each variant (each has already taken its first step),
+    sampled in interleaved rounds (the order rotated each round), and the number of rounds:
+    `repeats`, or fewer where they would take more than `budget` seconds; where even one
+    round would, each variant's timed warm-up step is its one sample (second-order methods
+    on the 10M model: seconds per step)."""
+    inner, once, round_cost = {}, {}, 0.0
     for name, step in steps.items():
-        step()  # warm-up
         start = clock()
-        step()
-        once = max(clock() - start, 1e-7)
-        inner[name] = max(1, math.ceil(sample / once))
-        round_cost += inner[name] * once
-    rounds = max(1, min(repeats, int(budget // max(round_cost, 1e-9))))
+        step()  # a warm-up step that also says how many steps fill a sample
+        once[name] = max(clock() - start, 1e-7)
+        inner[name] = max(1, math.ceil(sample / once[name]))
+        round_cost += inner[name] * once[name]
+    rounds = min(repeats, int(budget // max(round_cost, 1e-9)))
+    if rounds < 1:
+        return once, 1
     samples: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(rounds):
@@ -465,7 +469,7 @@ def summary(rows: list[Row], k: int) -> list[str]:
 # ----------------------------------------------------------------------------------- main
 def main(
     only: Sequence[str] | None = None,
-    repeats: int = 7,
+    repeats: int = 5,
     quick: bool = False,
     threads: int = 1,
     clock: str = "cpu",
@@ -545,7 +549,7 @@ def cli(argv: Sequence[str] | None = None) -> str:
         prog="python -m benchmarks optim", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--only", default="", help="comma-separated optimizer names")
-    parser.add_argument("--repeats", type=int, default=7, help="samples per cell (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="samples per cell (median)")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sample", type=float, default=None, help="seconds per sample")
