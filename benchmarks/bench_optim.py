@@ -119,7 +119,7 @@ class Sizes:
         return [(self.hidden, self.hidden), (self.hidden,)] * 4
 
 
-FULL = Sizes(hidden=1581, k=64, member=MLP_SHAPES, copy_mb=256, sample=0.05, budget=6.0)
+FULL = Sizes(hidden=1581, k=64, member=MLP_SHAPES, copy_mb=256, sample=0.03, budget=6.0)
 QUICK = Sizes(hidden=64, k=4, member=MLP_SHAPES, copy_mb=8, sample=0.002, budget=0.5)
 
 
