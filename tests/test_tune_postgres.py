@@ -58,15 +58,17 @@ def _tune(url: str, trials: int):
     mirror = StudyMirror(open_storage(url, None), "pg", ["maximize"],
                          make_sampler("random", space, 0), make_pruner("none", 3))  # fmt: skip
     base = TrainConfig(model="mlp", model_options={"hidden": (8,)}, epochs=3, batch_size=16)
-    return Tuner(ds, base, space, mirror, trials=trials, population=3).run()
+    return Tuner(ds, base, space, mirror, trials=trials, population=3).run(), mirror
 
 
 def test_study_on_postgres_round_trips_and_resumes(postgres_url):
-    first = _tune(postgres_url, trials=5)
+    first, mirror = _tune(postgres_url, trials=5)
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 5 == len(study.trials)
-    mine = {t.number: t for t in first.study.trials}
+    # the tuner's in-memory trials, by the numbers PostgreSQL gave them
+    mine = {mirror.numbers[t.number]: t for t in mirror.study.get_trials(deepcopy=False)}
+    assert first.best_number == study.best_trial.number
     for t in complete:  # what the tuner holds in memory is what PostgreSQL stored
         assert t.params == mine[t.number].params
         assert t.values == mine[t.number].values
