@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from optimkit.cli.command import OneLineErrors
+
 app = typer.Typer(
     name="optimkit",
+    cls=OneLineErrors,
     help="Train, tune and compare optimizers on your own problem.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,6 +30,7 @@ def version() -> None:
 
 def _register() -> None:
     from optimkit.cli.datasets import datasets
+    from optimkit.cli.optimizers import optimizers
     from optimkit.cli.solve import solve
     from optimkit.cli.train import train
     from optimkit.cli.tune import compare, tune
@@ -35,6 +39,7 @@ def _register() -> None:
     app.command("tune")(tune)
     app.command("compare")(compare)
     app.command("datasets")(datasets)
+    app.command("optimizers")(optimizers)
     app.command("solve")(solve)
 
 

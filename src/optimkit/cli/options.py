@@ -1,28 +1,50 @@
-"""Run options shared by `optimkit train` (and later `tune`/`compare`), validated with pydantic.
+"""The options of `optimkit train`, `tune` and `compare`: one declaration, validated with pydantic.
 
-Every command-line flag is also a key of the YAML config file given with ``-c``; flags given on
-the command line override the file. Several comma-separated values of a per-member
-hyperparameter (``--lr 1e-3,3e-3 --weight-decay 0,1e-4``) make a population: their product.
+Each option is a field of one pydantic model, declared once with its help text and its panel
+(`Field(description=..., json_schema_extra={"group": ...})`); the command-line flags are
+generated from the fields (`optimkit.cli.command`), and every field is also a key of the YAML
+config file given with ``-c`` (flags override the file). `SharedOptions` holds what the three
+commands share (data, model, training, output, speed). The optimizer hyperparameter flags of
+`optimkit train` (``--lr``, ``--beta1``, ``--momentum``, ...) are generated from the optimizer
+database: every hyperparameter of every optimizer gets its flag, and a value is checked against
+the chosen optimizer's declaration (does it take it, is it in the valid range). Several
+comma-separated values of a per-member hyperparameter (``--lr 1e-3,3e-3 --weight-decay
+0,1e-4``) make a population: their product.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from optimkit.data import DataError
+from optimkit.optim.database import COMPARE_DEFAULTS, OPTIMIZERS, entry
+from optimkit.optim.spec import Hyperparameter, OptimizerSpec
 
-#: per-member hyperparameters (lists on the command line) -> optimizer argument name
-MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dampening", "alpha", "eps", "lr_decay",
-               "clip_grad_norm", "clip_grad_value", "l1", "beta1", "beta2", "seed")  # fmt: skip
+#: the optimizer `train` and `tune` use when none is given (a config default, not knowledge
+#: about the optimizer: everything else comes from the database)
+DEFAULT_OPTIMIZER = "adam"
 
 #: model options passed on when given
 MODEL_KEYS = ("hidden", "activation", "init", "batch_norm", "dropout", "residual")
 
+#: seeds are numpy/torch generator seeds
+MAX_SEED = 2**32 - 1
 
 THREADS_HELP = (
     "CPU threads (default 1: small steps run fastest on one; 2+ pays off from "
@@ -36,54 +58,176 @@ class UsageError(ValueError):
     """A bad flag, config key or file: printed without a traceback, exit code 2."""
 
 
-def _floats(value: Any) -> Any:
+def _opt(
+    default: Any, help: str, group: str, flags: tuple[str, ...] | None = None, **kw: Any
+) -> Any:
+    """A field: its default, help text, help panel, flag spellings if not the usual ones (and
+    pydantic constraints)."""
+    extra: dict[str, Any] = {"group": group}
+    if flags is not None:
+        extra["flags"] = list(flags)
+    return Field(default, description=help, json_schema_extra=extra, **kw)
+
+
+# ------------------------------------------------------------------------ strict list values
+def items(key: str, value: Any) -> list[Any]:
+    """A list option's items: a comma-separated string, a YAML list or one value. An empty
+    item is an error naming the option."""
     if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not parts:
-            raise ValueError("expected one or more comma-separated numbers")
+        parts = [p.strip() for p in value.split(",")]
+        if not value.strip():
+            raise ValueError(f"{key}: expected one or more comma-separated values, got ''")
+        if any(not p for p in parts):
+            raise ValueError(f"{key}: empty item in {value!r}")
         return parts
-    if isinstance(value, int | float):
-        return [value]
-    return value
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError(f"{key}: expected one or more values, got an empty list")
+        for i, v in enumerate(value):
+            if v is None or (isinstance(v, str) and not v.strip()):
+                raise ValueError(f"{key}: item {i + 1} is empty")
+        return list(value)
+    return [value]
 
 
-class RunOptions(BaseModel):
-    """Data, model and run options shared by train, tune and compare."""
+def number(key: str, v: Any) -> float:
+    """A finite number from a list item (no bools)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{key}: expected a number, got {v!r}")
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"{key}: {v!r} is not a number") from None
+    if not isinstance(v, int | float):
+        raise ValueError(f"{key}: expected a number, got {v!r}")
+    if not math.isfinite(v):
+        raise ValueError(f"{key}: expected a finite number, got {v!r}")
+    return float(v)
+
+
+def integer(key: str, v: Any) -> int:
+    """An integer from a list item (no bools, no fractions)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{key}: expected an integer, got {v!r}")
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            raise ValueError(f"{key}: {v!r} is not an integer") from None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if not isinstance(v, int):
+        raise ValueError(f"{key}: expected an integer, got {v!r}")
+    return v
+
+
+def _numbers(key: str, value: Any) -> list[float] | None:
+    return None if value is None else [number(key, v) for v in items(key, value)]
+
+
+def _integers(key: str, value: Any) -> list[int] | None:
+    return None if value is None else [integer(key, v) for v in items(key, value)]
+
+
+def _names(key: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    out = []
+    for v in items(key, value):
+        if not isinstance(v, str):
+            raise ValueError(f"{key}: expected names, got {v!r}")
+        out.append(v.strip())
+    return out
+
+
+def _takes_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(a) for a in typing.get_args(annotation))
+
+
+# ---------------------------------------------------------------------------------- models
+class Options(BaseModel):
+    """Strict options: unknown keys are errors, and a bool is not a number."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    data: str = "digits"
-    target: str | None = None
-    task: Literal["classification", "regression"] | None = None
-    impute: Literal["mean", "median", "most_frequent"] | None = None
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.15, gt=0, lt=1)
-    pca: float | None = Field(None, gt=0)
-    select_k: int | None = Field(None, ge=1)
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                f = cls.model_fields.get(key)
+                if f is not None and isinstance(value, bool) and not _takes_bool(f.annotation):
+                    raise ValueError(f"{key}: expected {_expected(f.annotation)}, got {value!r}")
+        return data
 
-    model: str = "mlp"
-    hidden: list[int] | None = None
-    activation: str | None = None
-    init: str | None = None
-    batch_norm: bool | None = None
-    dropout: float | None = Field(None, ge=0, lt=1)
-    residual: bool | None = None
 
-    loss: str | None = None
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=0)
-    schedule: str | None = None
-    patience: int | None = Field(None, ge=1)
-    min_delta: float = Field(0.0, ge=0)
-    device: Literal["cpu", "cuda"] = "cpu"
-    threads: int = Field(1, ge=1)
-    dtype: Literal["float32", "float64"] = "float32"
-    compile: bool = False  # TrainConfig's opt-in speed paths: a torch.compile'd optimizer step
-    autocast: bool = False  # and bfloat16 autocast
-    out: Path | None = None
-    overwrite: bool = False
+def _expected(annotation: Any) -> str:
+    args = {a for a in typing.get_args(annotation) if a is not type(None)} or {annotation}
+    if args <= {int}:
+        return "an integer"
+    if args <= {int, float}:
+        return "a number"
+    return "a value of its type"
 
-    _widths = field_validator("hidden", mode="before")(_floats)
+
+DATA, MODEL, TRAINING, OUTPUT, SPEED = "Data", "Model", "Training", "Output", "Speed"
+OPTIMIZER, SEARCH = "Optimizer", "Search"
+
+
+class SharedOptions(Options):
+    """Data, model, training, output and speed options: the same in train, tune and compare."""
+
+    data: str = _opt("digits", "Built-in dataset name or a .csv/.parquet file.", DATA)
+    target: str | None = _opt(None, "Target column of a CSV/Parquet file.", DATA)
+    task: Literal["classification", "regression"] | None = _opt(
+        None, "classification | regression (default: inferred).", DATA
+    )
+    impute: Literal["mean", "median", "most_frequent"] | None = _opt(
+        None, "mean | median | most_frequent for missing values.", DATA
+    )
+    val_fraction: float = _opt(0.15, "Validation fraction of the rows.", DATA, gt=0, lt=1)
+    test_fraction: float = _opt(0.15, "Test fraction of the rows.", DATA, gt=0, lt=1)
+    pca: float | None = _opt(
+        None, "PCA to N components, or a variance fraction < 1.", DATA, gt=0, allow_inf_nan=False
+    )
+    select_k: int | None = _opt(None, "Keep the k best features (univariate test).", DATA, ge=1)
+
+    model: str = _opt(
+        "mlp", "linear | logistic | softmax | mlp | cnn | mf | pkg.mod:factory", MODEL
+    )
+    hidden: list[int] | None = _opt(None, "MLP widths, e.g. 128,64.", MODEL)
+    activation: str | None = _opt(None, "relu | tanh | gelu | ...", MODEL)
+    init: str | None = _opt(None, "xavier | he | orthogonal | torch", MODEL)
+    batch_norm: bool | None = _opt(None, "Batch normalization between layers.", MODEL)
+    dropout: float | None = _opt(None, "Dropout rate.", MODEL, ge=0, lt=1)
+    residual: bool | None = _opt(None, "Residual connections.", MODEL)
+
+    loss: str | None = _opt(None, "Loss name (default: by task).", TRAINING)
+    epochs: int = _opt(20, "Epochs (default 20).", TRAINING, ge=1)
+    batch_size: int = _opt(64, "Mini-batch size; 0 = full batch, 1 = stochastic.", TRAINING, ge=0)
+    schedule: str | None = _opt(
+        None, "cosine | step | exponential | onecycle | plateau | ...", TRAINING
+    )
+    patience: int | None = _opt(None, "Early-stopping patience in epochs.", TRAINING, ge=1)
+    min_delta: float = _opt(
+        0.0, "Smallest improvement that resets the patience.", TRAINING, ge=0, allow_inf_nan=False
+    )
+
+    out: Path | None = _opt(None, "Output folder (model, config, results).", OUTPUT)
+
+    device: Literal["cpu", "cuda"] = _opt("cpu", "cpu | cuda", SPEED)
+    threads: int = _opt(1, THREADS_HELP, SPEED, ge=1, le=4096)
+    dtype: Literal["float32", "float64"] = _opt("float32", "float32 | float64", SPEED)
+    compile: bool = _opt(False, COMPILE_HELP, SPEED)
+    autocast: bool = _opt(False, AUTOCAST_HELP, SPEED)
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _widths(cls, value: Any) -> Any:
+        return _integers("hidden", value)
 
     def model_options(self) -> dict[str, Any]:
         opts = {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k) is not None}
@@ -92,118 +236,356 @@ class RunOptions(BaseModel):
         return opts
 
 
-class TrainOptions(RunOptions):
+# ------------------------------------------------------------------- train: hyperparameters
+def _specs() -> list[OptimizerSpec]:
+    return [cls.spec for cls in OPTIMIZERS.values()]  # type: ignore[attr-defined]
+
+
+def hyperparameter_names() -> dict[str, list[tuple[str, Hyperparameter]]]:
+    """Every hyperparameter name in the database -> (optimizer, declaration) for each optimizer
+    that takes it, in database order."""
+    out: dict[str, list[tuple[str, Hyperparameter]]] = {}
+    for spec in _specs():
+        for h in spec.hyperparameters:
+            out.setdefault(h.name, []).append((spec.name, h))
+    return out
+
+
+#: the trainer's per-member extras (every optimizer takes them): name -> (help, low, open)
+EXTRAS: dict[str, tuple[str, float, bool]] = {
+    "clip_grad_norm": ("Per-member gradient norm clip(s).", 0.0, True),
+    "clip_grad_value": ("Per-member gradient value clip(s).", 0.0, True),
+    "l1": ("L1 strength(s) (proximal step).", 0.0, False),
+}
+
+
+def _hyper_help(name: str, decls: list[tuple[str, Hyperparameter]]) -> str:
+    h = decls[0][1]
+    which = ", ".join(n for n, _ in decls) if len(decls) <= 3 else f"{len(decls)} optimizers"
+    values = "value(s)" if h.member else "one value"
+    return f"{h.doc[:1].upper()}{h.doc[1:]}: {values} ({which})."
+
+
+def _hyper_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name, decls in hyperparameter_names().items():
+        flag_only = all(h.kind == "bool" for _, h in decls)
+        annotation = bool | None if flag_only else Any
+        fields[name] = (annotation, _opt(None, _hyper_help(name, decls), OPTIMIZER))
+    return fields
+
+
+class _TrainBase(SharedOptions):
     """Options of `optimkit train` (see `optimkit train --help` for each)."""
 
-    optimizer: str = "adam"
-    lr: list[float] = [1e-3]
-    weight_decay: list[float] | None = None
-    momentum: list[float] | None = None
-    dampening: list[float] | None = None
-    alpha: list[float] | None = None
-    eps: list[float] | None = None
-    lr_decay: list[float] | None = None
-    beta1: list[float] | None = None
-    beta2: list[float] | None = None
-    nesterov: bool | None = None
-    amsgrad: bool | None = None
-    centered: bool | None = None
-    clip_grad_norm: list[float] | None = None
-    clip_grad_value: list[float] | None = None
-    l1: list[float] | None = None
-    seed: list[int] = [0]
-    per_member_batches: bool = False
-    monitor: str = "val_loss"
-    checkpoint_every: int | None = Field(None, ge=1)
-    resume: bool = False
+    #: names of the generated hyperparameter fields
+    hyperparameter_fields: ClassVar[tuple[str, ...]] = ()
 
-    _split = field_validator(
-        "lr", "weight_decay", "momentum", "dampening", "alpha", "eps", "lr_decay", "beta1",
-        "beta2", "clip_grad_norm", "clip_grad_value", "l1", "seed", mode="before",
-    )(_floats)  # fmt: skip
+    optimizer: str = _opt(
+        DEFAULT_OPTIMIZER, "Optimizer or variant (`optimkit optimizers` lists them).", OPTIMIZER
+    )
+    clip_grad_norm: list[float] | None = _opt(None, EXTRAS["clip_grad_norm"][0], OPTIMIZER)
+    clip_grad_value: list[float] | None = _opt(None, EXTRAS["clip_grad_value"][0], OPTIMIZER)
+    l1: list[float] | None = _opt(None, EXTRAS["l1"][0], OPTIMIZER)
+    seed: list[int] = _opt([0], "Seed(s): initialization; the first also splits data.", TRAINING)
+    per_member_batches: bool = _opt(
+        False,
+        "Each member draws its own mini-batches (default: shared).",
+        TRAINING,
+        flags=("--per-member-batches/--shared-batches",),
+    )
+    monitor: str = _opt("val_loss", "val_loss or val_<metric> for early stopping.", TRAINING)
+    checkpoint_every: int | None = _opt(
+        None, "Checkpoint every N epochs to OUT.checkpoint.pt.", OUTPUT, ge=1
+    )
+    resume: bool = _opt(False, "Continue from OUT.checkpoint.pt.", OUTPUT)
+    overwrite: bool = _opt(False, "Replace --out.", OUTPUT)
+
+    @field_validator("clip_grad_norm", "clip_grad_value", "l1", mode="before")
+    @classmethod
+    def _extras(cls, value: Any, info: Any) -> Any:
+        values = _numbers(info.field_name, value)
+        _, low, open_ = EXTRAS[info.field_name]
+        for v in values or ():
+            if v < low or (open_ and v == low):
+                rel = ">" if open_ else ">="
+                raise ValueError(f"{info.field_name}: expected {rel} {low:g}, got {v!r}")
+        return values
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        seeds = _integers("seed", value)
+        for s in seeds or ():
+            if not 0 <= s <= MAX_SEED:
+                raise ValueError(f"seed: expected 0 <= seed <= {MAX_SEED}, got {s}")
+        return seeds
+
+    @model_validator(mode="after")
+    def _hyperparameters(self) -> _TrainBase:
+        """Each hyperparameter given: taken by the chosen optimizer, of its type, in range."""
+        e = entry(self.optimizer)
+        self.optimizer = e.name
+        spec = e.spec
+        for name in self.hyperparameter_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            h = next((h for h in spec.hyperparameters if h.name == name), None)
+            if h is None:
+                takes = ", ".join(h.name for h in spec.hyperparameters)
+                raise ValueError(f"{name}: optimizer {e.name!r} does not take it; it takes: "
+                                 f"{takes}")  # fmt: skip
+            setattr(self, name, _parse_hyper(h, value, e.name))
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters given (flat names): lists for per-member ones."""
+        return {
+            n: getattr(self, n) for n in self.hyperparameter_fields if getattr(self, n) is not None
+        }
 
     def members(self) -> list[dict[str, Any]]:
-        """The population: the product of every per-member list."""
-        given = {k: getattr(self, k) for k in MEMBER_KEYS if getattr(self, k) is not None}
-        names = list(given)
+        """The population: the product of every per-member list, as constructor keywords of
+        the optimizer (tuple arguments such as betas packed, their missing elements at that
+        optimizer's defaults) plus the extras and the seed."""
+        spec = entry(self.optimizer).spec
+        given = self.hyperparameters()
+        lists = {n: v for n, v in given.items() if spec.hyperparameter(n).member}
+        shared = {n: v for n, v in given.items() if n not in lists}
+        for key in (*EXTRAS, "seed"):
+            if getattr(self, key) is not None:
+                lists[key] = getattr(self, key)
+        names = list(lists)
         out = []
-        for values in itertools.product(*(given[n] for n in names)):
+        for values in itertools.product(*(lists[n] for n in names)):
             m = dict(zip(names, values, strict=True))
-            if "beta1" in m or "beta2" in m:
-                m["betas"] = (m.pop("beta1", 0.9), m.pop("beta2", 0.999))
-            for flag in ("nesterov", "amsgrad", "centered"):
-                if getattr(self, flag) is not None:
-                    m[flag] = getattr(self, flag)
-            out.append(m)
+            flat = {n: v for n, v in m.items() if n in given}
+            extras = {n: v for n, v in m.items() if n not in given}
+            out.append({**spec.to_kwargs({**flat, **shared}), **extras})
         return out
 
 
-def _names(value: Any) -> Any:
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(",") if p.strip()]
-    return value
+def _parse_hyper(h: Hyperparameter, value: Any, optimizer: str) -> Any:
+    """A hyperparameter's value from a flag or a config: a list for per-member numbers, one
+    value otherwise; checked against the optimizer's declaration."""
+    if h.kind == "float":
+        values: list[Any] = _numbers(h.name, value) or []
+    else:
+        values = items(h.name, value) if isinstance(value, str | list | tuple) else [value]
+        if len(values) != 1:
+            raise ValueError(f"{h.name}: takes one value for the whole population, got {value!r}")
+        v = values[0]
+        if h.kind == "int":
+            v = integer(h.name, v)
+        elif h.kind == "bool" and isinstance(v, str) and v.lower() in ("true", "false"):
+            v = v.lower() == "true"
+        elif h.kind == "choice" and isinstance(v, str):  # a choice given as text
+            v = next((c for c in h.choices if str(c) == v), v)
+        values = [v]
+    try:
+        checked = [h.check(v) for v in values]
+    except ValueError as err:
+        raise ValueError(f"{err} (optimizer {optimizer})") from None
+    return checked if h.kind == "float" else checked[0]
 
 
-class TuneOptions(RunOptions):
-    """Options of `optimkit tune`: the search, its budget and its storage."""
-
-    optimizer: str | None = "adam"
-    space: dict[str, Any] | None = None
-    trials: int = Field(64, ge=1)
-    timeout: float | None = Field(None, gt=0)
-    sampler: str = "tpe"
-    pruner: str = "none"
-    population: int = Field(64, ge=1)
-    storage: str | None = None
-    study_name: str | None = None
-    metric: str | None = None
-    objectives: list[str] = ["metric"]
-    target_value: float | None = None
-    seed: int = 0
-    grid_points: int = Field(4, ge=1)
-
-    _objectives = field_validator("objectives", mode="before")(_names)
+if TYPE_CHECKING:
+    TrainOptions = _TrainBase
+else:  # the base plus one field per hyperparameter name of the database
+    TrainOptions = create_model(
+        "TrainOptions",
+        __base__=_TrainBase,
+        __doc__=_TrainBase.__doc__,
+        **{k: v for k, v in _hyper_fields().items() if k not in _TrainBase.model_fields},
+    )
+    TrainOptions.hyperparameter_fields = tuple(
+        k for k in hyperparameter_names() if k not in _TrainBase.model_fields
+    )
 
 
-class CompareOptions(TuneOptions):
+# ------------------------------------------------------------------------- tune and compare
+def _finite(v: float | None, key: str) -> float | None:
+    if v is not None and not math.isfinite(v):
+        raise ValueError(f"{key}: expected a finite number, got {v!r}")
+    return v
+
+
+class SearchOptions(SharedOptions):
+    """What tune and compare share: the search, its budget and its storage."""
+
+    space: dict[str, Any] | None = Field(
+        None, description="Search space (config file only).", json_schema_extra={"cli": False}
+    )
+    trials: int = _opt(64, "Trials in the study (default 64).", SEARCH, ge=1)
+    sampler: str = _opt("tpe", "tpe | random | grid | qmc | gp | cmaes | nsga2", SEARCH)
+    pruner: str = _opt("none", "none | median | asha | hyperband", SEARCH)
+    population: int = _opt(64, "Members trained at once (default 64).", SEARCH, ge=1)
+    storage: str | None = _opt(None, "Optuna storage.", OUTPUT)
+    study_name: str | None = _opt(
+        None, "Study name (default: from data, model, optimizer).", OUTPUT
+    )
+    metric: str | None = _opt(None, "Validation metric to optimize.", SEARCH)
+    target_value: float | None = _opt(None, "Val metric to reach.", SEARCH)
+    seed: int = _opt(0, "Seed of the sampler, the data split and the trials.", SEARCH, ge=0,
+                     le=MAX_SEED)  # fmt: skip
+
+    @field_validator("sampler", "pruner")
+    @classmethod
+    def _known(cls, value: str, info: Any) -> str:
+        from optimkit.tune.samplers import PRUNERS, SAMPLERS
+
+        valid = SAMPLERS if info.field_name == "sampler" else PRUNERS
+        if value not in valid:
+            raise ValueError(f"{info.field_name}: unknown name {value!r}; valid: "
+                             f"{', '.join(valid)}")  # fmt: skip
+        return value
+
+    @field_validator("target_value")
+    @classmethod
+    def _target(cls, value: float | None) -> float | None:
+        return _finite(value, "target_value")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        if value is not None:
+            from optimkit.metrics import get_metric
+
+            get_metric(value)  # an unknown name raises, listing the valid ones
+        return value
+
+
+class TuneOptions(SearchOptions):
+    """Options of `optimkit tune`."""
+
+    optimizer: str | None = _opt(
+        DEFAULT_OPTIMIZER, "Optimizer whose default space is searched.", OPTIMIZER
+    )
+    timeout: float | None = _opt(None, "Stop asking new trials after S seconds.", SEARCH, gt=0)
+    objectives: list[str] = _opt(["metric"], "metric[,seconds][,params] (NSGA-II).", SEARCH)
+    grid_points: int = _opt(4, "Values per range for --sampler grid.", SEARCH, ge=1)
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, value: Any) -> Any:
+        return _names("objectives", value)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, value: str | None) -> str | None:
+        return None if value is None else entry(value).name
+
+
+class CompareOptions(SearchOptions):
     """Options of `optimkit compare`: a tournament of optimizers under one tuning budget."""
 
-    optimizers: list[str] = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
-    trials: int = Field(16, ge=1)
-    population: int = Field(16, ge=1)
-    epochs: int = Field(10, ge=1)
-    seeds: int = Field(5, ge=1)
-    optimizer: str | None = None
+    optimizers: list[str] = _opt(
+        list(COMPARE_DEFAULTS),
+        f"Comma-separated optimizers (default: {', '.join(COMPARE_DEFAULTS)}).",
+        OPTIMIZER,
+    )
+    trials: int = _opt(16, "Tuning trials per optimizer (default 16).", SEARCH, ge=1)
+    population: int = _opt(16, "Members trained at once (default 16).", SEARCH, ge=1)
+    epochs: int = _opt(10, "Epochs (default 10).", TRAINING, ge=1)
+    seeds: int = _opt(5, "Seeds for each optimizer's best (default 5).", SEARCH, ge=1)
+    target_value: float | None = _opt(
+        None,
+        "Val metric to reach (default: 0.97 accuracy; otherwise the worst optimizer's "
+        "mean best val metric).",
+        SEARCH,
+    )
 
-    _optimizers = field_validator("optimizers", mode="before")(_names)
+    @field_validator("optimizers", mode="before")
+    @classmethod
+    def _optimizers(cls, value: Any) -> Any:
+        names = _names("optimizers", value)
+        if names is None:
+            return names
+        out: list[str] = []
+        for n in names:
+            try:
+                name = entry(n).name
+            except ValueError as err:
+                raise ValueError(f"optimizers: {str(err).removeprefix('optimizer: ')}") from None
+            if name in out:
+                raise ValueError(f"optimizers: {name!r} is given twice")
+            out.append(name)
+        return out
 
 
-def load_options(config: Path | None, flags: dict[str, Any], cls=TrainOptions) -> Any:
-    """Merge a YAML config file with the flags given on the command line (flags win)."""
-    values: dict[str, Any] = {}
-    if config is not None:
-        if not config.is_file():
-            raise UsageError(f"config: no file {str(config)!r}")
+# ---------------------------------------------------------------------------- config files
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (``a-b`` and ``a_b`` are one key)."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        norm = key.replace("-", "_") if isinstance(key, str) else key
         try:
-            loaded = yaml.safe_load(config.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise UsageError(f"config {str(config)!r}: not valid YAML{where}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise UsageError(f"config {str(config)!r}: expected a mapping of option: value")
-        values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+            first = seen.get(norm)
+        except TypeError:
+            continue  # an unhashable key: PyYAML's own error follows
+        if first is not None:
+            raise _DuplicateKey(key, key_node.start_mark.line + 1, first)
+        seen[norm] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_config(config: Path) -> dict[str, Any]:
+    """A YAML config file as option: value (keys with - or _), with errors naming the file."""
+    name = repr(str(config))
+    if not config.is_file():
+        raise UsageError(f"config: no file {name}")
+    try:
+        text = config.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config {name}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"config {name}: {e.strerror}") from None
+    try:
+        loaded = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+    except _DuplicateKey as e:
+        raise UsageError(f"config {name}, {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"config {name}: not valid YAML{where}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"config {name}: expected a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+
+
+def load_options(config: Path | None, flags: dict[str, Any], cls: type[Options]) -> Any:
+    """Merge a YAML config file with the flags given on the command line (flags win)."""
+    values = read_config(config) if config is not None else {}
     values.update({k: v for k, v in flags.items() if v is not None})
     try:
         return cls(**values)
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "options"
-            where = f" (in {config})" if config is not None and flags.get(key) is None else ""
-            problems.append(f"{key}: {err['msg']}{where}")
+            key = ".".join(str(p) for p in err["loc"])
+            cause = (err.get("ctx") or {}).get("error")
+            if err["type"] == "value_error" and cause is not None:
+                text = str(cause)  # our own messages name the option already
+                key = text.partition(":")[0]
+            else:
+                text = f"{key or 'options'}: {err['msg']}"
+            from_file = config is not None and key in values and flags.get(key) is None
+            problems.append(text + (f" (in {config})" if from_file else ""))
         raise UsageError("; ".join(problems)) from None
 
 
@@ -213,3 +595,20 @@ def as_usage_error(e: Exception) -> UsageError:
     if isinstance(e, DataError | ValueError):
         return UsageError(str(e))
     raise e
+
+
+__all__ = [
+    "AUTOCAST_HELP",
+    "COMPILE_HELP",
+    "THREADS_HELP",
+    "CompareOptions",
+    "Options",
+    "SearchOptions",
+    "SharedOptions",
+    "TrainOptions",
+    "TuneOptions",
+    "UsageError",
+    "as_usage_error",
+    "load_options",
+    "read_config",
+]

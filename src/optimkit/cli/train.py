@@ -12,89 +12,21 @@ from typing import Annotated, Any
 
 import typer
 
-from optimkit.cli.options import (
-    AUTOCAST_HELP,
-    COMPILE_HELP,
-    THREADS_HELP,
-    TrainOptions,
-    UsageError,
-    as_usage_error,
-    load_options,
-)
+from optimkit.cli.command import options_command
+from optimkit.cli.options import TrainOptions, UsageError, as_usage_error, load_options
 
 Opt = typer.Option
 
 
+@options_command(TrainOptions)
 def train(
     config: Annotated[
         Path | None, Opt("--config", "-c", help="YAML file; every flag is a key.")
     ] = None,
-    data: Annotated[str | None, Opt(help="Built-in dataset name or a .csv/.parquet file.")] = None,
-    target: Annotated[str | None, Opt(help="Target column of a CSV/Parquet file.")] = None,
-    task: Annotated[
-        str | None, Opt(help="classification | regression (default: inferred).")
-    ] = None,
-    impute: Annotated[
-        str | None, Opt(help="mean | median | most_frequent for missing values.")
-    ] = None,
-    pca: Annotated[
-        float | None, Opt(help="PCA to N components, or a variance fraction < 1.")
-    ] = None,
-    select_k: Annotated[int | None, Opt(help="Keep the k best features (univariate test).")] = None,
-    model: Annotated[
-        str | None, Opt(help="linear | logistic | softmax | mlp | cnn | mf | pkg.mod:factory")
-    ] = None,
-    hidden: Annotated[str | None, Opt(help="MLP widths, e.g. 128,64.")] = None,
-    activation: Annotated[str | None, Opt(help="relu | tanh | gelu | ...")] = None,
-    init: Annotated[str | None, Opt(help="xavier | he | orthogonal | torch")] = None,
-    batch_norm: Annotated[bool | None, Opt("--batch-norm/--no-batch-norm")] = None,
-    dropout: Annotated[float | None, Opt(help="Dropout rate.")] = None,
-    residual: Annotated[bool | None, Opt("--residual/--no-residual")] = None,
-    optimizer: Annotated[
-        str | None, Opt(help="sgd | adagrad | rmsprop | adam | adamw | adamax | nadam | lion")
-    ] = None,
-    lr: Annotated[str | None, Opt(help="Learning rate(s), comma-separated.")] = None,
-    weight_decay: Annotated[str | None, Opt(help="Weight decay value(s).")] = None,
-    momentum: Annotated[str | None, Opt(help="Momentum value(s).")] = None,
-    beta1: Annotated[str | None, Opt(help="Adam beta1 value(s).")] = None,
-    beta2: Annotated[str | None, Opt(help="Adam beta2 value(s).")] = None,
-    eps: Annotated[str | None, Opt(help="eps value(s).")] = None,
-    nesterov: Annotated[bool | None, Opt("--nesterov/--no-nesterov")] = None,
-    clip_grad_norm: Annotated[str | None, Opt(help="Per-member gradient norm clip(s).")] = None,
-    l1: Annotated[str | None, Opt(help="L1 strength(s) (proximal step).")] = None,
-    seed: Annotated[
-        str | None, Opt(help="Seed(s): initialization; the first also splits data.")
-    ] = None,
-    loss: Annotated[str | None, Opt(help="Loss name (default: by task).")] = None,
-    epochs: Annotated[int | None, Opt(help="Epochs (default 20).")] = None,
-    batch_size: Annotated[
-        int | None, Opt(help="Mini-batch size; 0 = full batch, 1 = stochastic.")
-    ] = None,
-    per_member_batches: Annotated[bool | None, Opt("--per-member-batches/--shared-batches")] = None,
-    schedule: Annotated[
-        str | None, Opt(help="cosine | step | exponential | onecycle | plateau | ...")
-    ] = None,
-    patience: Annotated[int | None, Opt(help="Early-stopping patience in epochs.")] = None,
-    monitor: Annotated[str | None, Opt(help="val_loss or val_<metric> for early stopping.")] = None,
-    checkpoint_every: Annotated[
-        int | None, Opt(help="Checkpoint every N epochs to OUT.checkpoint.pt.")
-    ] = None,
-    resume: Annotated[
-        bool | None, Opt("--resume/--no-resume", help="Continue from OUT.checkpoint.pt.")
-    ] = None,
-    device: Annotated[str | None, Opt(help="cpu | cuda")] = None,
-    threads: Annotated[int | None, Opt(help=THREADS_HELP)] = None,
-    dtype: Annotated[str | None, Opt(help="float32 | float64")] = None,
-    compile: Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)] = None,
-    autocast: Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)] = None,
-    out: Annotated[Path | None, Opt(help="Output folder for model, config and history.")] = None,
-    overwrite: Annotated[
-        bool | None, Opt("--overwrite/--no-overwrite", help="Replace --out.")
-    ] = None,
     json: Annotated[bool, Opt("--json", help="Print the results as JSON.")] = False,
+    **flags: Any,
 ) -> None:
     """Train a model; several values of a hyperparameter train as one population (their product)."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "json")}
     try:
         options = load_options(config, flags, TrainOptions)
         result = run_train(options, show_progress=not json)

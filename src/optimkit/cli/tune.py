@@ -11,110 +11,44 @@ from typing import Annotated, Any
 
 import typer
 
+from optimkit.cli.command import options_command
 from optimkit.cli.options import (
-    AUTOCAST_HELP,
-    COMPILE_HELP,
-    THREADS_HELP,
     CompareOptions,
+    SearchOptions,
     TuneOptions,
-    UsageError,
     as_usage_error,
     load_options,
 )
 
 Opt = typer.Option
 Config = Annotated[Path | None, Opt("--config", "-c", help="YAML file; every flag is a key.")]
-Data = Annotated[str | None, Opt(help="Built-in dataset name or a .csv/.parquet file.")]
-Target = Annotated[str | None, Opt(help="Target column of a CSV/Parquet file.")]
-Model = Annotated[str | None, Opt(help="linear | logistic | softmax | mlp | cnn | mf | pkg.mod:fn")]
-Hidden = Annotated[str | None, Opt(help="MLP widths, e.g. 128,64.")]
-Int = Annotated[int | None, Opt()]
-Float = Annotated[float | None, Opt()]
-Text = Annotated[str | None, Opt()]
-Folder = Annotated[Path | None, Opt(help="Output folder (study database, results, model).")]
 Json = Annotated[bool, Opt("--json", help="Print the results as JSON.")]
-TARGET_HELP = (
-    "Val metric to reach (default: 0.97 accuracy; otherwise the worst optimizer's "
-    "mean best val metric)."
-)
-Threads = Annotated[int | None, Opt(help=THREADS_HELP)]
-Compile = Annotated[bool | None, Opt("--compile/--no-compile", help=COMPILE_HELP)]
-Autocast = Annotated[bool | None, Opt("--autocast/--no-autocast", help=AUTOCAST_HELP)]
+Text = Annotated[str | None, Opt()]
 
 
+@options_command(TuneOptions)
 def tune(
     config: Config = None,
-    data: Data = None,
-    target: Target = None,
-    model: Model = None,
-    hidden: Hidden = None,
-    optimizer: Annotated[str | None, Opt(help="Optimizer whose default space is searched.")] = None,
-    trials: Annotated[int | None, Opt(help="Trials in the study (default 64).")] = None,
-    timeout: Annotated[float | None, Opt(help="Stop asking new trials after S seconds.")] = None,
-    sampler: Annotated[
-        str | None, Opt(help="tpe | random | grid | qmc | gp | cmaes | nsga2")
-    ] = None,
-    pruner: Annotated[str | None, Opt(help="none | median | asha | hyperband")] = None,
-    population: Annotated[int | None, Opt(help="Members trained at once (default 64).")] = None,
     storage: Annotated[
         str | None, Opt(help="SQLAlchemy URL or journal file (default: OUT/study.journal).")
     ] = None,
-    study_name: Text = None,
-    metric: Annotated[str | None, Opt(help="Validation metric to optimize.")] = None,
-    objectives: Annotated[str | None, Opt(help="metric[,seconds][,params] (NSGA-II).")] = None,
-    epochs: Int = None,
-    batch_size: Int = None,
-    schedule: Text = None,
-    patience: Int = None,
-    seed: Int = None,
-    threads: Threads = None,
-    compile: Compile = None,
-    autocast: Autocast = None,
-    out: Folder = None,
     json: Json = False,
+    **flags: Any,
 ) -> None:
     """Tune hyperparameters with Optuna; trials train as populations (continuous batching)."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "json")}
+    flags["storage"] = storage
     _run(lambda: load_options(config, flags, TuneOptions), run_tune, json, _print_tune)
 
 
+@options_command(CompareOptions)
 def compare(
     config: Config = None,
-    data: Data = None,
-    target: Target = None,
-    model: Model = None,
-    hidden: Hidden = None,
-    optimizers: Annotated[
-        str | None,
-        Opt(
-            help="Comma-separated optimizers (default: sgd, "
-            "momentum, nesterov, adagrad, rmsprop, adam, "
-            "adamw)."
-        ),
-    ] = None,
-    trials: Annotated[int | None, Opt(help="Tuning trials per optimizer (default 16).")] = None,
-    seeds: Annotated[int | None, Opt(help="Seeds for each optimizer's best (default 5).")] = None,
-    sampler: Text = None,
-    pruner: Text = None,
-    population: Int = None,
     storage: Text = None,
-    study_name: Text = None,
-    metric: Text = None,
-    target_metric: Annotated[float | None, Opt("--target-value", help=TARGET_HELP)] = None,
-    epochs: Int = None,
-    batch_size: Int = None,
-    seed: Int = None,
-    threads: Threads = None,
-    compile: Compile = None,
-    autocast: Autocast = None,
-    out: Folder = None,
     json: Json = False,
+    **flags: Any,
 ) -> None:
     """An optimizer tournament: same tuning budget each, best re-run with S seeds, a report."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "json", "target_metric")}
-    flags["target"] = target
-    if target_metric is not None:
-        flags["target_value"] = target_metric
+    flags["storage"] = storage
     _run(lambda: load_options(config, flags, CompareOptions), run_compare, json, _print_compare)
 
 
@@ -133,7 +67,7 @@ def _run(load, run, as_json: bool, show) -> None:
 
 
 # ------------------------------------------------------------------------------------ set-up
-def _prepare(options: TuneOptions, default_out: str):
+def _prepare(options: SearchOptions, default_out: str):
     import optuna
     import torch
 
@@ -257,12 +191,7 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
     from rich.console import Console
 
     from optimkit.tune.compare import compare as run
-    from optimkit.tune.space import OPTIMIZER_NAMES
 
-    for name in options.optimizers:
-        if name not in OPTIMIZER_NAMES:
-            raise UsageError(f"optimizers: unknown name {name!r}; valid: "
-                             f"{', '.join(OPTIMIZER_NAMES)}")  # fmt: skip
     out, dataset, base, storage = _prepare(options, "runs/compare")
     target = options.target_value
     if target is None and dataset.task == "classification":

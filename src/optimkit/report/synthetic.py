@@ -1,9 +1,11 @@
 """A realistic synthetic `TournamentResult`, for demos, docs and tests of the report.
 
-The numbers imitate a tournament of the seven default optimizers on scikit-learn's digits with
+The numbers imitate a tournament of compare's default optimizers on scikit-learn's digits with
 a small MLP: power-law learning curves ``a - (a - a0) (1 + e / tau)^(-3/2)`` per seed (noisy,
 with patience-based early stopping), an lr-sensitivity valley around each optimizer's best lr
-(divergence beyond it), median-style pruning and Dirichlet parameter importances. Nothing here
+(divergence beyond it; the best lr is the middle of the optimizer's lr search range in the
+optimizer database, the other searched hyperparameters cost a little away from the middle of
+theirs), median-style pruning and Dirichlet parameter importances. Nothing here
 is a measurement; `optimkit compare` produces the real thing.
 """
 
@@ -15,33 +17,53 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optimkit.optim.database import COMPARE_DEFAULTS, entry
 from optimkit.report.data import TournamentResult
 
-# name: (final accuracy, tau in epochs, seconds per epoch, best lr, extra hyperparameters)
-_PROFILES: dict[str, tuple[float, float, float, float, tuple[str, ...]]] = {
-    "sgd": (0.962, 2.4, 0.16, 0.3, ()),
-    "momentum": (0.972, 0.9, 0.17, 0.04, ("momentum",)),
-    "nesterov": (0.974, 0.8, 0.17, 0.04, ("momentum",)),
-    "adagrad": (0.967, 1.1, 0.17, 0.05, ()),
-    "rmsprop": (0.975, 0.6, 0.19, 1e-3, ("alpha",)),
-    "adam": (0.980, 0.5, 0.2, 2e-3, ("beta1", "beta2")),
-    "adamw": (0.979, 0.5, 0.21, 2e-3, ("beta1", "weight_decay")),
-}
-DEFAULT_OPTIMIZERS: tuple[str, ...] = tuple(_PROFILES)
+#: learning-curve shapes, dealt to the optimizers in order (no optimizer is named here):
+#: (final accuracy, tau in epochs, seconds per epoch)
+_SHAPES: tuple[tuple[float, float, float], ...] = (
+    (0.962, 2.4, 0.16),
+    (0.972, 0.9, 0.17),
+    (0.974, 0.8, 0.17),
+    (0.967, 1.1, 0.17),
+    (0.975, 0.6, 0.19),
+    (0.980, 0.5, 0.2),
+    (0.979, 0.5, 0.21),
+)
+#: compare's default tournament (from the optimizer database)
+DEFAULT_OPTIMIZERS: tuple[str, ...] = COMPARE_DEFAULTS
 
 
-def _sample_param(rng: np.random.Generator, name: str) -> float:
-    if name == "momentum":
-        return float(rng.uniform(0.5, 0.99))
-    if name == "alpha":
-        return float(rng.uniform(0.9, 0.999))
-    if name == "beta1":
-        return float(rng.uniform(0.8, 0.99))
-    if name == "beta2":
-        return float(1 - 10 ** rng.uniform(-4, -1))
-    if name == "weight_decay":
-        return float(10 ** rng.uniform(-6, -2))
-    raise ValueError(f"name: unknown hyperparameter {name!r}")
+def _space(name: str) -> dict[str, dict[str, Any]]:
+    """The optimizer's default search space from the database; names it does not know (any
+    label works in a report) search lr alone."""
+    try:
+        space = entry(name).tuning_space()
+    except ValueError:
+        space = {}
+    space.setdefault("lr", {"low": 1e-4, "high": 1.0, "log": True})
+    return space
+
+
+def _profile(name: str, i: int) -> tuple[Any, ...]:
+    """(final accuracy, tau, seconds per epoch, best lr, {name: range} of the others)."""
+    space = _space(name)
+    lr = space.pop("lr")
+    best_lr = math.sqrt(lr["low"] * lr["high"]) if lr["low"] > 0 else lr["high"] / 10
+    return (*_SHAPES[i % len(_SHAPES)], best_lr, space)
+
+
+def _sample_param(rng: np.random.Generator, spec: dict[str, Any]) -> tuple[float, float]:
+    """A value drawn from a range ``{low, high, log}`` and its place in it (-1 .. 1)."""
+    lo, hi = float(spec["low"]), float(spec["high"])
+    if spec.get("log") and lo > 0:
+        u = rng.uniform(math.log(lo), math.log(hi))
+        mid, half = (math.log(lo) + math.log(hi)) / 2, (math.log(hi) - math.log(lo)) / 2
+        return float(math.exp(u)), (u - mid) / half if half else 0.0
+    x = rng.uniform(lo, hi)
+    half = (hi - lo) / 2
+    return float(x), (x - (lo + hi) / 2) / half if half else 0.0
 
 
 def _seed_run(
@@ -91,10 +113,9 @@ def _trials(
         row: dict[str, Any] = {"optimizer": name, "trial": t, "lr": lr}
         d = math.log10(lr / lr_best)
         penalty = 0.045 * d**2 + (0.25 * d**2 if d > 0.7 else 0.0)
-        for p in extra:
-            row[p] = _sample_param(rng, p)
-            if p in ("momentum", "beta1"):
-                penalty += 0.05 * (row[p] - 0.9) ** 2
+        for p, spec in extra.items():
+            row[p], z = _sample_param(rng, spec)
+            penalty += 0.01 * z**2
         value = a - penalty + rng.normal(0, 0.003)
         state, n_epochs = "complete", int(rng.integers(epochs // 2, epochs + 1))
         if lr > 40 * lr_best:  # diverged: chance level, or a NaN loss that fails the trial
@@ -125,15 +146,15 @@ def synthetic_result(
 ) -> TournamentResult:
     """A synthetic, internally consistent tournament on digits (see the module docstring).
 
-    Optimizers outside `DEFAULT_OPTIMIZERS` reuse the profiles cyclically. With
+    Optimizer i gets curve shape i (cyclically) and its database search space (names the
+    database does not know search lr alone). With
     ``greater_is_better=False`` the metric is the error rate ``1 - accuracy`` (target 0.03).
     """
     rng = np.random.default_rng(random_state)
     target = 0.97
     curves, trial_frames, rows, importance = [], [], [], {}
-    profiles = list(_PROFILES.values())
     for i, name in enumerate(optimizers):
-        profile = _PROFILES.get(name, profiles[i % len(profiles)])
+        profile = _profile(name, i)
         tf = _trials(rng, name, profile, trials, epochs)
         trial_frames.append(tf)
         done = tf[tf["state"] == "complete"]

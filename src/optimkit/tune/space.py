@@ -1,70 +1,96 @@
 """Search spaces: a default per optimizer, or any space from a config file.
 
 A space maps names to ranges ``{low, high, log}`` (floats), ``{low, high, int: true}`` or
-choices ``{choices: [...]}``; a plain value fixes the name. Names are optimizer
-hyperparameters (lr, weight_decay, momentum, dampening, beta1, beta2, eps, alpha, lr_decay,
-clip_grad_norm, l1), structural choices (optimizer, batch_size, hidden as "128-64",
-activation, dropout, batch_norm, residual, schedule) and seed. A trial's configuration splits
-into its *shape* (what must be equal inside one population) and its per-member values.
+choices ``{choices: [...]}``; a plain value fixes the name. Names are the optimizers'
+hyperparameters (their flat names in the optimizer database, `optimkit optimizers`), the
+trainer's per-member extras (clip_grad_norm, clip_grad_value, l1), structural choices
+(optimizer, batch_size, hidden as "128-64", activation, dropout, batch_norm, residual,
+schedule) and seed. A trial's configuration splits into its *shape* (what must be equal inside
+one population) and its per-member values. Everything optimizer-specific is read from
+`optimkit.optim.database`.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
-#: optimizer names of the tournament; momentum and nesterov are SGD with fixed flags
+from optimkit.optim.database import ENTRIES, OPTIMIZERS, entry
+from optimkit.optim.spec import Hyperparameter, OptimizerSpec
+from optimkit.train.trainer import OPTIMIZER_EXTRAS
+
+
+def _specs() -> list[OptimizerSpec]:
+    return [cls.spec for cls in OPTIMIZERS.values()]  # type: ignore[attr-defined]
+
+
+def _by_use(member: bool) -> tuple[str, ...]:
+    """Hyperparameter names across the database, the most widely taken first."""
+    counts: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for spec in _specs():
+        for h in spec.hyperparameters:
+            if h.member == member:
+                counts[h.name] += 1
+                first.setdefault(h.name, len(first))
+    return tuple(sorted(counts, key=lambda n: (-counts[n], first[n])))
+
+
+#: every pickable name (optimizers and their variants) -> (optimizer, fixed settings)
 OPTIMIZER_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
-    "momentum": ("sgd", {}),
-    "nesterov": ("sgd", {"nesterov": True}),
+    name: (e.optimizer, dict(e.fixed)) for name, e in ENTRIES.items()
 }
 
+#: per-member optimizer hyperparameters across the database (numbers: may differ inside one
+#: population), then the trainer's per-member extras
+HYPER_MEMBER_KEYS = _by_use(member=True)
+EXTRA_KEYS = (*OPTIMIZER_EXTRAS, "seed")
 #: per-member values (may differ inside one population)
-MEMBER_KEYS = ("lr", "weight_decay", "momentum", "dampening", "beta1", "beta2", "eps", "alpha",
-               "lr_decay", "clip_grad_norm", "l1", "seed")  # fmt: skip
+MEMBER_KEYS = (*HYPER_MEMBER_KEYS, *(k for k in EXTRA_KEYS if k not in HYPER_MEMBER_KEYS))
+#: optimizer settings that are not numbers (flags, choices, ints): equal inside one population
+HYPER_SHAPE_KEYS = tuple(k for k in _by_use(member=False) if k not in MEMBER_KEYS)
 #: structural values (equal inside one population)
-SHAPE_KEYS = ("optimizer", "batch_size", "hidden", "activation", "dropout", "batch_norm",
-              "residual", "schedule", "nesterov", "amsgrad", "centered")  # fmt: skip
+STRUCTURE_KEYS = ("optimizer", "batch_size", "hidden", "activation", "dropout", "batch_norm",
+                  "residual", "schedule")  # fmt: skip
+SHAPE_KEYS = (*STRUCTURE_KEYS, *(k for k in HYPER_SHAPE_KEYS if k not in STRUCTURE_KEYS))
 KEYS = MEMBER_KEYS + SHAPE_KEYS
 
-#: hyperparameters each optimizer takes (besides the shared extras clip_grad_norm and l1)
+#: the hyperparameters each entry takes (besides the extras clip_grad_norm, clip_grad_value,
+#: l1 and seed)
 OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
-    "sgd": ("lr", "weight_decay", "momentum", "dampening", "nesterov"),
-    "adagrad": ("lr", "weight_decay", "lr_decay", "eps"),
-    "rmsprop": ("lr", "weight_decay", "momentum", "alpha", "eps", "centered"),
-    "adam": ("lr", "weight_decay", "beta1", "beta2", "eps", "amsgrad"),
-    "adamw": ("lr", "weight_decay", "beta1", "beta2", "eps", "amsgrad"),
-    "adamax": ("lr", "weight_decay", "beta1", "beta2", "eps"),
-    "nadam": ("lr", "weight_decay", "beta1", "beta2", "eps"),
-    "lion": ("lr", "weight_decay", "beta1", "beta2"),
+    name: tuple(h.name for h in e.spec.hyperparameters) for name, e in ENTRIES.items()
 }
-EXTRA_KEYS = ("clip_grad_norm", "l1", "seed")
+
+#: the default space of each entry (the database's tuning ranges)
+DEFAULT_SPACES: dict[str, dict[str, Any]] = {name: e.tuning_space() for name, e in ENTRIES.items()}
+OPTIMIZER_NAMES = tuple(ENTRIES)
 
 
-def _lr(low: float, high: float) -> dict[str, Any]:
-    return {"low": low, "high": high, "log": True}
+def hyperparameter(optimizer: str, name: str) -> Hyperparameter | None:
+    """The declaration of `name` in the optimizer of entry `optimizer` (None if it has none)."""
+    for h in entry(optimizer).spec.hyperparameters:
+        if h.name == name:
+            return h
+    return None
 
 
-WD = {"low": 1e-6, "high": 1e-2, "log": True}
-#: the default space of each optimizer (DeepOBS-style: lr on a log scale, plus its usual knobs)
-DEFAULT_SPACES: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": _lr(1e-3, 1.0), "weight_decay": WD},
-    "momentum": {"lr": _lr(1e-4, 1.0), "momentum": {"low": 0.5, "high": 0.99}, "weight_decay": WD},
-    "nesterov": {"lr": _lr(1e-4, 1.0), "momentum": {"low": 0.5, "high": 0.99}, "weight_decay": WD},
-    "adagrad": {"lr": _lr(1e-3, 1.0), "weight_decay": WD},
-    "rmsprop": {"lr": _lr(1e-5, 1e-1), "alpha": {"low": 0.9, "high": 0.999}, "weight_decay": WD},
-    "adam": {"lr": _lr(1e-4, 1e-1), "beta1": {"low": 0.8, "high": 0.95}, "weight_decay": WD},
-    "adamw": {"lr": _lr(1e-4, 1e-1), "beta1": {"low": 0.8, "high": 0.95},
-              "weight_decay": {"low": 1e-5, "high": 1e-1, "log": True}},
-    "adamax": {"lr": _lr(1e-4, 1e-1), "weight_decay": WD},
-    "nadam": {"lr": _lr(1e-4, 1e-1), "weight_decay": WD},
-    "lion": {"lr": _lr(1e-5, 1e-2), "weight_decay": {"low": 1e-4, "high": 1.0, "log": True}},
-}  # fmt: skip
-OPTIMIZER_NAMES = tuple(DEFAULT_SPACES)
+def member_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's configuration (flat names, with its ``optimizer``) as the trainer's member:
+    per-member values and the optimizer's other settings as constructor keywords (the
+    elements of a tuple argument packed, e.g. beta1/beta2 as betas, the missing ones at that
+    optimizer's defaults), plus the extras (clip_grad_norm, l1, seed, ...)."""
+    if "optimizer" not in config:
+        raise ValueError("config: expected an 'optimizer' to pack its hyperparameters")
+    spec = entry(str(config["optimizer"])).spec
+    takes = {h.name for h in spec.hyperparameters}
+    flat = {k: v for k, v in config.items() if k in takes}
+    extras = {k: v for k, v in config.items() if k in EXTRA_KEYS and k not in takes}
+    return {**spec.to_kwargs(flat), **extras}
 
 
 @dataclass(frozen=True)
@@ -187,7 +213,34 @@ class SearchSpace:
             if name not in OPTIMIZER_NAMES:
                 raise ValueError(f"space.optimizer: unknown name {name!r}; valid: "
                                  f"{', '.join(OPTIMIZER_NAMES)}")  # fmt: skip
+        out._check(tuple(names or ()))
         return out
+
+    def _check(self, names: tuple[Any, ...]) -> None:
+        """Every optimizer hyperparameter is taken by one of the space's optimizers, and its
+        range or fixed value lies in the valid range of each optimizer that takes it."""
+        for key in (*self.params, *self.fixed):
+            if key in EXTRA_KEYS or key in STRUCTURE_KEYS:
+                continue
+            decls = [(n, h) for n in names if (h := hyperparameter(str(n), key)) is not None]
+            if not decls:
+                raise ValueError(f"space.{key}: not a hyperparameter of "
+                                 f"{', '.join(map(str, names))}")  # fmt: skip
+            p = self.params.get(key)
+            for n, h in decls:
+                values: tuple[Any, ...]
+                if p is None:
+                    values = (self.fixed[key],)
+                elif p.choices is not None:
+                    values = p.choices
+                else:
+                    values = (p.low, p.high)
+                for v in values:
+                    try:
+                        h.check(int(v) if h.kind == "int" and isinstance(v, float)
+                                and v.is_integer() else v)  # fmt: skip
+                    except ValueError as err:
+                        raise ValueError(f"space.{key} ({n}): {err}") from None
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         """Define-by-run: the optimizer first, then only the names it takes."""
@@ -197,8 +250,7 @@ class SearchSpace:
         name = config["optimizer"]
         # a multi-optimizer space uses each optimizer's default range for unset names
         defaults = DEFAULT_SPACES[name] if "optimizer" in self.params else {}
-        base, flags = OPTIMIZER_ALIASES.get(name, (name, {}))
-        takes = set(OPTIMIZER_KEYS[base]) | set(EXTRA_KEYS) | set(SHAPE_KEYS)
+        takes = set(OPTIMIZER_KEYS[name]) | set(EXTRA_KEYS) | set(STRUCTURE_KEYS)
         for key, p in self.params.items():
             if key != "optimizer" and key in takes:
                 config[key] = p.suggest(trial)
@@ -206,9 +258,8 @@ class SearchSpace:
             if key not in config and key in takes:
                 config[key] = parse_param(key, spec).suggest(trial)  # type: ignore[union-attr]
         config = {k: v for k, v in config.items() if k in takes or k == "optimizer"}
-        config.update(flags)
-        if name == "momentum" or name == "nesterov":
-            config.setdefault("momentum", 0.9)
+        for key, value in OPTIMIZER_ALIASES[name][1].items():  # a variant's fixed settings
+            config.setdefault(key, value)
         return config
 
     def grid(self, points: int) -> dict[str, list[Any]]:

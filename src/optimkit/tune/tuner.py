@@ -33,6 +33,7 @@ from optimkit.data import Dataset
 from optimkit.train import PopulationTrainer, TrainConfig
 from optimkit.train.trainer import FAILED, RUNNING, STATUS_NAMES, TASK_METRICS
 from optimkit.tune.space import OPTIMIZER_ALIASES, SearchSpace, split_config
+from optimkit.tune.space import member_of as space_member_of
 from optimkit.tune.storage import StudyMirror
 
 OBJECTIVES = ("metric", "seconds", "params")
@@ -394,15 +395,9 @@ def full_config(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def member_of(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's configuration as the trainer's member: per-member values plus the optimizer's
-    flags, with beta1/beta2 as betas."""
-    member = split_config(config)[1]
-    for flag in ("nesterov", "amsgrad", "centered"):
-        if flag in config:
-            member[flag] = config[flag]
-    if "beta1" in member or "beta2" in member:
-        member["betas"] = (member.pop("beta1", 0.9), member.pop("beta2", 0.999))
-    return member
+    """A trial's configuration as the trainer's member (`optimkit.tune.space.member_of`: the
+    optimizer's spec packs its hyperparameters into constructor keywords)."""
+    return space_member_of(config)
 
 
 def evaluate_module(
