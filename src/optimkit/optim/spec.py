@@ -31,6 +31,7 @@ class Hyperparameter:
     (``low_open``/``high_open`` exclude the bound); ``tune`` is the default search range
     (``log`` for a log-uniform scale); ``None`` as a default (``nullable``) means "off"/"auto";
     ``test`` is the range the crossed tests draw per-member values from (default: ``tune``).
+    ``inf``: +inf is a valid value too (e.g. an unbounded growth rate, Prodigy's default).
     """
 
     name: str
@@ -47,6 +48,7 @@ class Hyperparameter:
     choices: tuple[Any, ...] = ()
     nullable: bool = False
     test: tuple[float, float] | None = None
+    inf: bool = False
 
     @property
     def arg(self) -> str:
@@ -81,11 +83,15 @@ class Hyperparameter:
         lo = "" if self.low is None else f"{_num(self.low)} {'<' if self.low_open else '<='} "
         hi = "" if self.high is None else f" {'<' if self.high_open else '<='} {_num(self.high)}"
         text = f"{lo}{self.name}{hi}" if lo or hi else "any finite number"
+        text = f"{text} or inf" if self.inf else text
         return f"an int, {text}" if self.kind == "int" else text
 
     def valid(self, values: Tensor) -> bool:
-        """Whether every value (a float64 tensor) is finite and in range."""
+        """Whether every value (a float64 tensor) is finite (or +inf where ``inf``) and in
+        range."""
         ok = torch.isfinite(values)
+        if self.inf:
+            ok |= values == float("inf")
         if self.low is not None:
             ok &= values > self.low if self.low_open else values >= self.low
         if self.high is not None:
