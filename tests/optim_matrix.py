@@ -106,7 +106,10 @@ def reference(name: str, params: Any, kwargs: dict[str, Any]) -> torch.optim.Opt
     ours_only = {"members", "compile", "skip_nonfinite", "clip_grad_norm", "clip_grad_value",
                  "normalize_grad", "l1"}  # fmt: skip
     kw = {n: v for n, v in kwargs.items() if n not in ours_only}
-    return spec_of(name).reference_class()(params, **kw)
+    opt = spec_of(name).reference_class()(params, **kw)
+    if callable(getattr(opt, "train", None)):  # schedule-free: references start in eval mode
+        opt.train()
+    return opt
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
