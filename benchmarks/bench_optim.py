@@ -204,15 +204,67 @@ def reference_variants(name: str, population: bool) -> dict[str, dict[str, Any]]
     return variants
 
 
-def build(cls: Callable[..., Any], params: Sequence[Tensor], kwargs: dict[str, Any]) -> Any:
+def build(make: Callable[[], Any]) -> Any:
     """An optimizer that has taken one step (so its state exists and it is known to run);
     switched to training mode where it has one (Schedule-Free)."""
-    opt = cls(list(params), **kwargs)
+    opt = make()
     train = getattr(opt, "train", None)
     if callable(train):
         train()
     opt.step()
     return opt
+
+
+@dataclass
+class Sides:
+    """How to build both sides of a row from the database: optimkit's keywords, and the
+    reference (label -> extra keywords of its implementations).
+
+    A wrapper (``family="wrapper"``, e.g. Lookahead) is built on both sides around the inner
+    optimizer its constructor defaults to (``inner=...``), at that optimizer's database
+    defaults; the reference then wraps the inner optimizer's reference implementations."""
+
+    name: str
+    kwargs: dict[str, Any]  # optimkit's (the inner optimizer's too, for a wrapper)
+    variants: dict[str, dict[str, Any]]
+    inner: str | None = None
+
+    @classmethod
+    def of(cls, name: str, population: bool) -> Sides:
+        spec = spec_of(name)
+        if spec.family != "wrapper":
+            return cls(name, base_kwargs(name), reference_variants(name, population))
+        param = inspect.signature(OPTIMIZERS[name]).parameters.get("inner")
+        inner = None if param is None else param.default
+        if not isinstance(inner, str) or inner not in OPTIMIZERS:
+            raise RuntimeError("a wrapper without a default inner optimizer of the database")
+        kwargs = {**base_kwargs(inner), **base_kwargs(name)}
+        return cls(name, kwargs, reference_variants(inner, population), inner)
+
+    @property
+    def label(self) -> str:
+        ref = spec_of(self.name).reference
+        return f"{ref}({spec_of(self.inner).reference})" if self.inner else ref
+
+    def ours(self, params: Sequence[Tensor], **extra: Any) -> Any:
+        return build(lambda: OPTIMIZERS[self.name](list(params), **{**self.kwargs, **extra}))
+
+    def reference(self, params: Sequence[Tensor], variant: str, **extra: Any) -> Any:
+        """The reference in one of its implementations, `extra` (lr) overriding."""
+        kwargs = reference_kwargs({**self.kwargs, **extra})
+        impl = self.variants[variant]
+        ref_cls = spec_of(self.name).reference_class()
+        if self.inner is None:
+            return build(lambda: ref_cls(list(params), **kwargs, **impl))
+        own = {h.arg for h in spec_of(self.name).hyperparameters}
+        inner_cls = spec_of(self.inner).reference_class()
+        inner_kw = {n: v for n, v in kwargs.items() if n not in own}
+        return build(
+            lambda: ref_cls(
+                inner_cls(list(params), **inner_kw, **impl),
+                **{n: v for n, v in kwargs.items() if n in own},
+            )
+        )
 
 
 def leaves(shapes: Iterable[tuple[int, ...]], seed: int) -> list[Tensor]:
@@ -277,8 +329,10 @@ def state_nbytes(opt: Any, params: Sequence[Tensor]) -> int:
             for x in v:
                 walk(x)
 
-    for p in params:
-        walk(opt.state.get(p, {}))
+    inner = getattr(opt, "optimizer", None)  # a wrapper's inner optimizer keeps its own state
+    for o in (opt, inner) if isinstance(inner, torch.optim.Optimizer) else (opt,):
+        for p in params:
+            walk(o.state.get(p, {}))
     return total
 
 
@@ -286,35 +340,45 @@ def _matrices(shapes: Sequence[tuple[int, ...]], stacked: bool) -> list[tuple[in
     return [s for s in shapes if len(s) >= (3 if stacked else 2)]
 
 
+def _references(
+    sides: Sides, shapes_tried: Sequence[list[tuple[int, ...]]], make: Callable[..., Any]
+) -> tuple[list[tuple[int, ...]], Any, dict[str, Any]]:
+    """The first parameter shapes (the model, then its matrices) the reference accepts in at
+    least one implementation: (shapes, `make(shapes)`'s parameters, label -> references)."""
+    failed: dict[str, str] = {}
+    for shapes in shapes_tried:
+        built = make(shapes)
+        refs: dict[str, Any] = {}
+        for label in sides.variants:
+            try:
+                refs[label] = built[1](label)
+            except Exception as err:  # a variant torch does not offer for this optimizer
+                failed[label] = _short(err)
+        if refs:
+            return shapes, built[0], refs
+        gc.collect()
+    raise RuntimeError("reference: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+
+
 def bench_one_model(
     name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float], compile_: bool
 ) -> None:
     """(a) and (c): K = 1, optimkit's drop-in vs the reference's fastest implementation."""
-    spec, cls = spec_of(name), OPTIMIZERS[name]
-    ref_cls = spec.reference_class()
-    kwargs = base_kwargs(name)
-    for shapes in (sizes.model, _matrices(sizes.model, False)):
+    sides = Sides.of(name, population=False)
+    row.reference = sides.label
+
+    def make(shapes: list[tuple[int, ...]]) -> tuple[list[Tensor], Callable[[str], Any]]:
         params = leaves(shapes, seed=0)
-        steps: dict[str, Step] = {}
-        refs: dict[str, Any] = {}
-        failed: dict[str, str] = {}
-        for label, extra in reference_variants(name, population=False).items():
-            try:
-                refs[label] = build(ref_cls, params, {**reference_kwargs(kwargs), **extra})
-            except Exception as err:  # a variant torch does not offer for this optimizer
-                failed[label] = _short(err)
-        if refs or shapes != sizes.model:
-            break
-        params = []  # free the full model before building the matrices-only one
-        gc.collect()
-    if not refs:
-        raise RuntimeError("reference: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        return params, lambda label: sides.reference(params, label)
+
+    tried = (sizes.model, _matrices(sizes.model, False))
+    shapes, params, refs = _references(sides, tried, make)
     if shapes != sizes.model:
         row.notes.append("K=1: >= 2-D parameters only (the reference rejects the full model)")
-    ours = build(cls, params, kwargs)
-    steps["optimkit"] = ours.step
+    ours = sides.ours(params)
+    steps: dict[str, Step] = {"optimkit": ours.step}
     if compile_:
-        steps[COMPILED] = build(cls, params, {**kwargs, "compile": True}).step
+        steps[COMPILED] = sides.ours(params, compile=True).step
     steps.update({label: opt.step for label, opt in refs.items()})
     times, rounds = time_interleaved(steps, repeats, sizes.sample, clock, sizes.budget)
     row.k1 = times
@@ -328,15 +392,17 @@ def bench_population(
     name: str, row: Row, sizes: Sizes, repeats: int, clock: Callable[[], float], compile_: bool
 ) -> None:
     """(b): one optimkit step over K stacked members vs K separate reference steps."""
-    spec, cls = spec_of(name), OPTIMIZERS[name]
-    ref_cls = spec.reference_class()
-    kwargs = base_kwargs(name)
+    sides = Sides.of(name, population=True)
     k = sizes.k
-    lr = kwargs.get("lr")
+    lr = sides.kwargs.get("lr")
     lrs = None
     if isinstance(lr, float) and lr > 0:  # one lr per member, over a decade around the default
         lrs = lr * torch.logspace(-0.5, 0.5, k, dtype=torch.float64)
-    for shapes in (sizes.member, _matrices(sizes.member, False)):
+
+    def own_lr(m: int) -> dict[str, float]:
+        return {"lr": float(lrs[m])} if lrs is not None else {}
+
+    def make(shapes: list[tuple[int, ...]]) -> tuple[list[Tensor], Callable[[str], Any]]:
         stacked = leaves([(k, *s) for s in shapes], seed=1)
         own = []
         for m in range(k):
@@ -346,35 +412,19 @@ def bench_population(
                 q.grad = p.grad[m].clone()  # type: ignore[index]
                 mine.append(q)
             own.append(mine)
-        refs: dict[str, list[Any]] = {}
-        failed: dict[str, str] = {}
-        for label, extra in reference_variants(name, population=True).items():
-            try:
-                refs[label] = [
-                    build(
-                        ref_cls,
-                        own[m],
-                        {
-                            **reference_kwargs(kwargs),
-                            **({"lr": float(lrs[m])} if lrs is not None else {}),
-                            **extra,
-                        },
-                    )
-                    for m in range(k)
-                ]
-            except Exception as err:
-                failed[label] = _short(err)
-        if refs or shapes != sizes.member:
-            break
-    if not refs:
-        raise RuntimeError("reference: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        return stacked, lambda label: [
+            sides.reference(own[m], label, **own_lr(m)) for m in range(k)
+        ]
+
+    tried = (sizes.member, _matrices(sizes.member, False))
+    shapes, stacked, refs = _references(sides, tried, make)
     if shapes != sizes.member:
         row.notes.append(f"K={k}: matrices only (the reference rejects the full model)")
-    ours_kwargs = {**kwargs, "members": k, **({"lr": lrs} if lrs is not None else {})}
-    ours = build(cls, stacked, ours_kwargs)
+    ours_kwargs: dict[str, Any] = {"members": k, **({"lr": lrs} if lrs is not None else {})}
+    ours = sides.ours(stacked, **ours_kwargs)
     steps: dict[str, Step] = {"optimkit": ours.step}
     if compile_:
-        steps[COMPILED] = build(cls, stacked, {**ours_kwargs, "compile": True}).step
+        steps[COMPILED] = sides.ours(stacked, **ours_kwargs, compile=True).step
     steps.update({label: _loop(opts) for label, opts in refs.items()})
     times, rounds = time_interleaved(steps, repeats, sizes.sample, clock, sizes.budget)
     row.k64 = times
