@@ -64,7 +64,7 @@ def _bounded() -> tuple[str, str, float]:
         (["train", "--hidden", "1,,2"], ("hidden: empty item in '1,,2'",)),
         (["train", "--hidden", "8,x"], ("hidden: 'x' is not an integer",)),
         (["train", "--weight-decay", ""], ("weight_decay: expected one or more",)),
-        (["train", "--clip-grad-norm", "0"], ("clip_grad_norm: expected > 0",)),
+        (["train", "--clip-grad-norm", "0"], ("clip_grad_norm: expected 0 < clip_grad_norm",)),
         (["train", "--seed", "1e12"], ("seed: '1e12' is not an integer",)),
         (["train", "--seed", str(10**12)], ("seed: expected 0 <= seed <= 4294967295",)),
         (["tune", "--seed", str(10**12)], ("seed:",)),

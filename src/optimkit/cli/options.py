@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from optimkit.data import DataError
+from optimkit.optim.base import SHARED_HYPERPARAMETERS
 from optimkit.optim.database import COMPARE_DEFAULTS, OPTIMIZERS, entry
 from optimkit.optim.spec import Hyperparameter, OptimizerSpec
 
@@ -251,12 +252,13 @@ def hyperparameter_names() -> dict[str, list[tuple[str, Hyperparameter]]]:
     return out
 
 
-#: the trainer's per-member extras (every optimizer takes them): name -> (help, low, open)
-EXTRAS: dict[str, tuple[str, float, bool]] = {
-    "clip_grad_norm": ("Per-member gradient norm clip(s).", 0.0, True),
-    "clip_grad_value": ("Per-member gradient value clip(s).", 0.0, True),
-    "l1": ("L1 strength(s) (proximal step).", 0.0, False),
-}
+#: the per-member options every optimizer takes (clip_grad_norm, clip_grad_value, l1)
+EXTRAS: dict[str, Hyperparameter] = {h.name: h for h in SHARED_HYPERPARAMETERS}
+
+
+def _extra_help(name: str) -> str:
+    doc = EXTRAS[name].doc
+    return f"{doc[:1].upper()}{doc[1:]}: value(s)."
 
 
 def _hyper_help(name: str, decls: list[tuple[str, Hyperparameter]]) -> str:
@@ -284,9 +286,9 @@ class _TrainBase(SharedOptions):
     optimizer: str = _opt(
         DEFAULT_OPTIMIZER, "Optimizer or variant (`optimkit optimizers` lists them).", OPTIMIZER
     )
-    clip_grad_norm: list[float] | None = _opt(None, EXTRAS["clip_grad_norm"][0], OPTIMIZER)
-    clip_grad_value: list[float] | None = _opt(None, EXTRAS["clip_grad_value"][0], OPTIMIZER)
-    l1: list[float] | None = _opt(None, EXTRAS["l1"][0], OPTIMIZER)
+    clip_grad_norm: list[float] | None = _opt(None, _extra_help("clip_grad_norm"), OPTIMIZER)
+    clip_grad_value: list[float] | None = _opt(None, _extra_help("clip_grad_value"), OPTIMIZER)
+    l1: list[float] | None = _opt(None, _extra_help("l1"), OPTIMIZER)
     seed: list[int] = _opt([0], "Seed(s): initialization; the first also splits data.", TRAINING)
     per_member_batches: bool = _opt(
         False,
@@ -305,11 +307,8 @@ class _TrainBase(SharedOptions):
     @classmethod
     def _extras(cls, value: Any, info: Any) -> Any:
         values = _numbers(info.field_name, value)
-        _, low, open_ = EXTRAS[info.field_name]
         for v in values or ():
-            if v < low or (open_ and v == low):
-                rel = ">" if open_ else ">="
-                raise ValueError(f"{info.field_name}: expected {rel} {low:g}, got {v!r}")
+            EXTRAS[info.field_name].check(v)
         return values
 
     @field_validator("seed", mode="before")

@@ -42,9 +42,13 @@ OPTIONS = ("members", "clip_grad_norm", "clip_grad_value", "normalize_grad", "l1
 #: torch.optim's implementation hints, accepted by every constructor
 TORCH_HINTS = ("foreach", "fused", "capturable", "differentiable")
 
-_L1 = Hyperparameter("l1", 0.0, "L1 penalty (proximal step)", low=0.0)
-_CLIP_NORM = Hyperparameter("clip_grad_norm", None, "", low=0.0, low_open=True, nullable=True)
-_CLIP_VALUE = Hyperparameter("clip_grad_value", None, "", low=0.0, low_open=True, nullable=True)
+_L1 = Hyperparameter("l1", 0.0, "L1 strength (proximal step after the update)", low=0.0)
+_CLIP_NORM = Hyperparameter("clip_grad_norm", None, "per-member gradient norm clip", low=0.0,
+                            low_open=True, nullable=True)  # fmt: skip
+_CLIP_VALUE = Hyperparameter("clip_grad_value", None, "per-member gradient value clip",
+                             low=0.0, low_open=True, nullable=True)  # fmt: skip
+#: the per-member options every population optimizer takes besides its own hyperparameters
+SHARED_HYPERPARAMETERS = (_CLIP_NORM, _CLIP_VALUE, _L1)
 
 
 def check_torch_hints(foreach: Any, fused: Any, capturable: Any, differentiable: Any) -> None:
