@@ -151,6 +151,22 @@ class BatchSampler:
             yield idx
         self.epoch, self.position = epoch + 1, 0
 
+    # ------------------------------------------------------------------ member slots
+    def reset_members(self, mask: torch.Tensor) -> None:
+        """Nothing to reset: member k's order is a pure function of (its seed, the epoch);
+        a new trial in slot k sets its seed with `set_member_seed`."""
+
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member dst draws member src's batches from the next epoch on (per-member mode;
+        shared batches are the same for every member already)."""
+        if self.member_seeds is not None:
+            self.member_seeds[dst] = self.member_seeds[src]
+
+    def set_member_seed(self, k: int, seed: int) -> None:
+        """Member k's batch seed (per-member mode; nothing in shared mode)."""
+        if self.member_seeds is not None:
+            self.member_seeds[k] = _check_int("seed", seed, 0)
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Position (epoch, next batch) and configuration, as tensors."""
@@ -166,12 +182,18 @@ class BatchSampler:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Resume at the saved position; the configuration must match the saved one."""
         mine = self.state_dict()
+        saved = torch.as_tensor(state["member_seeds"], dtype=torch.int64)
+        adopt = self.member_seeds is not None and saved.shape == mine["member_seeds"].shape
+        if adopt:  # member seeds are state: slots change them (copy_member, set_member_seed)
+            mine["member_seeds"] = saved
         for key in ("seed", "member_seeds", "n", "batch_size"):
             if not torch.equal(torch.as_tensor(state[key], dtype=torch.int64), mine[key]):
                 raise DataError(
                     f"sampler state has {key}={torch.as_tensor(state[key]).tolist()}, but this "
                     f"sampler has {mine[key].tolist()}"
                 )
+        if adopt:
+            self.member_seeds = [int(s) for s in saved.tolist()]
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
 

@@ -461,6 +461,25 @@ class Population:
         if self.dropout is not None:
             self.dropout[k] = rate
 
+    # ------------------------------------------------------------------------ member slots
+    def reset_members(self, mask: Tensor) -> None:
+        """Re-initialize the members where the [K] bool `mask` is True from their seeds
+        (`reinit` with ``seeds[k]`` and the member's current dropout rate)."""
+        for k in torch.nonzero(mask).flatten().tolist():
+            self.reinit(k, self.seeds[k])
+
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member dst takes member src's parameters, buffers, dropout rate and seed. The
+        dropout generator is one stream shared by all members (row k of each draw is member
+        k's mask), so it has no per-member state to copy: dst draws its own masks."""
+        src, dst = self._index(src, "src"), self._index(dst, "dst")
+        with torch.no_grad():
+            for t in (*self.params.values(), *self.buffers.values()):
+                t[dst] = t[src]
+            if self.dropout is not None:
+                self.dropout[dst] = self.dropout[src]
+        self.seeds[dst] = self.seeds[src]
+
     def select(self, indices: Sequence[int]) -> Population:
         """A new population of members `indices` (copies; a member may appear twice)."""
         if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence) or not indices:

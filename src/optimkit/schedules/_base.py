@@ -178,6 +178,15 @@ def write_group_value(group: dict[str, Any], key: str, value: Tensor, scalar: bo
         group[key] = new
 
 
+def with_member(value: Tensor, k: int, new: Any, members: int | None) -> Tensor:
+    """A [K] copy of `value` (a [] or [K] tensor) with entry k = new."""
+    if members is None:
+        raise ValueError("set_member_lr: this schedule has no members (every input a number)")
+    out = value.expand(members).clone()
+    out[k] = new
+    return out
+
+
 def snapshot(value: Any) -> Any:
     return value.clone() if isinstance(value, Tensor) else value
 
@@ -396,6 +405,31 @@ class LRScheduler(lr_scheduler.LRScheduler):
     def get_lr(self) -> list[Any]:
         """The lrs at `last_epoch`, in the form `get_last_lr` uses."""
         return [float(v) if self._scalar else v for v in self.lr_at(self._position())]
+
+    # ------------------------------------------------------------------ member slots
+    def reset_members(self, mask: Tensor) -> None:
+        """Nothing to reset: a closed form keeps no per-member state besides its constants,
+        which are the members' configuration (`set_member_lr` changes one), and its position
+        is the caller's per-member step counter (`lr_at`)."""
+
+    def _member_tensors(self) -> list[Tensor]:
+        """The [K] constants (base lrs, hyperparameters; per-member milestones [K, M])."""
+        out = list(self.base_lrs)
+        for n in self._hparam_names:
+            v = getattr(self, n)
+            for t in v if isinstance(v, list) else [v]:
+                if isinstance(t, Tensor) and t.dim() >= (2 if n in self._shared_axis else 1):
+                    out.append(t)
+        return out
+
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member dst takes member src's constants (so ``lr_at`` gives it src's values)."""
+        for t in self._member_tensors():
+            t[dst] = t[src]
+
+    def set_member_lr(self, k: int, lr: float) -> None:
+        """Member k's lr: the base lr of every group (the lr the schedule scales)."""
+        self.base_lrs = [with_member(b, k, lr, self.members) for b in self.base_lrs]
 
     # ------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

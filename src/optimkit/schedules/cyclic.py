@@ -21,6 +21,7 @@ from optimkit.schedules._base import (
     check_last_epoch,
     check_optimizer,
     momentum_key,
+    with_member,
 )
 
 
@@ -125,6 +126,15 @@ class CyclicLR(_MomentumCycler):
     def _lr(self, step: Tensor, base_lr: Tensor, group: int) -> Tensor:
         return F.cyclic_lr(step, self.base_lr[group], self.max_lr[group], **self._kwargs())
 
+    def set_member_lr(self, k: int, lr: float) -> None:
+        """Member k's lr is its peak: max_lr becomes lr and base_lr keeps its ratio to it."""
+        ratio = [lr / float(m.expand(self.members or 1)[k]) for m in self.max_lr]
+        self.base_lr = [with_member(b, k, float(b.expand(self.members or 1)[k]) * r,
+                                     self.members)
+                        for b, r in zip(self.base_lr, ratio, strict=True)]  # fmt: skip
+        self.max_lr = [with_member(m, k, lr, self.members) for m in self.max_lr]
+        self.base_lrs = list(self.base_lr)
+
     def _momentum(self, step: Tensor, group: int) -> Tensor | None:
         if not self.cycle_momentum:
             return None
@@ -223,6 +233,13 @@ class OneCycleLR(_MomentumCycler):
             step, self.max_lr[group], self.total_steps, self.pct_start, self.anneal_strategy,
             self.div_factor, self.final_div_factor, self.three_phase,
         )  # fmt: skip
+
+    def set_member_lr(self, k: int, lr: float) -> None:
+        """Member k's lr is its peak, max_lr (the initial lr is max_lr / div_factor)."""
+        self.max_lr = [with_member(m, k, lr, self.members) for m in self.max_lr]
+        div = self.div_factor.expand(self.members or 1)[k]
+        self.base_lrs = [with_member(b, k, lr / float(div), self.members)
+                         for b in self.base_lrs]  # fmt: skip
 
     def _momentum(self, step: Tensor, group: int) -> Tensor | None:
         if not self.cycle_momentum:

@@ -132,6 +132,15 @@ class ReduceLROnPlateau(lr_scheduler.ReduceLROnPlateau):
             torch.where(mask, a, b) for a, b in zip(fresh, old, strict=True)
         )
 
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member dst takes member src's plateau state (best, bad epochs, cooldown) and its
+        [K] hyperparameters; the lr itself is the optimizer's (its own copy_member)."""
+        tensors = [self.best, self.num_bad_epochs, self.cooldown_counter, *self.min_lrs,
+                   *(getattr(self, n) for n in self._hparam_names)]  # fmt: skip
+        for t in tensors:
+            if t.dim() > 0:
+                t[dst] = t[src]
+
     def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
         """Observe one metric value per member and reduce the lr of those on a plateau."""
         current = self._metrics(metrics)

@@ -116,6 +116,17 @@ class SequentialLR(LRScheduler):
             out = [torch.where(masks[j], b, a) for a, b in zip(out, ms, strict=True)]
         return None if out is None else [self._broadcast(v) for v in out]
 
+    def copy_member(self, src: int, dst: int) -> None:
+        super().copy_member(src, dst)
+        for s in self._schedulers:
+            s.copy_member(src, dst)
+
+    def set_member_lr(self, k: int, lr: float) -> None:
+        """Member k's lr, in every child (each child scales it)."""
+        super().set_member_lr(k, lr)
+        for s in self._schedulers:
+            s.set_member_lr(k, lr)
+
     def _extra_state(self) -> dict[str, Any]:
         return {"schedulers": [s.state_dict() for s in self._schedulers]}
 

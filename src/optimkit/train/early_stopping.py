@@ -56,13 +56,19 @@ class EarlyStopping:
             self.stopped |= active & (self.bad_epochs >= self.patience)
         return improved
 
-    def reset(self, members: Tensor) -> None:
+    # ----------------------------------------------------------------- member slots
+    def reset_members(self, mask: Tensor) -> None:
         """Forget the history of the members in the [K] bool mask (a slot got a new trial)."""
         worst = torch.inf if self.mode == "min" else -torch.inf
-        self.best = torch.where(members, worst, self.best)
-        self.best_epoch = torch.where(members, -1, self.best_epoch)
-        self.bad_epochs = torch.where(members, 0, self.bad_epochs)
-        self.stopped &= ~members
+        self.best = torch.where(mask, worst, self.best)
+        self.best_epoch = torch.where(mask, -1, self.best_epoch)
+        self.bad_epochs = torch.where(mask, 0, self.bad_epochs)
+        self.stopped &= ~mask
+
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member dst takes member src's best value, best epoch, bad epochs and stop flag."""
+        for name in ("best", "best_epoch", "bad_epochs", "stopped"):
+            getattr(self, name)[dst] = getattr(self, name)[src]
 
     def state_dict(self) -> dict[str, Tensor]:
         return {

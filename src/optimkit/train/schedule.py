@@ -71,3 +71,75 @@ def build_schedule(
         return S.ReduceLROnPlateau(optimizer, **{"patience": 3, **o}), False
     except TypeError as e:
         raise ValueError(f"schedule_options: {e}") from None
+
+
+class MemberSchedule:
+    """The run's LR schedule with each member at its own position: optimizer steps (a
+    per-step schedule) or epochs trained (per epoch), counted per member, so a refilled or
+    copied slot follows its own curve. Closed forms write ``lr_at(position)`` (and cycled
+    momentum / beta1) into the optimizer's groups; ReduceLROnPlateau steps on the val loss.
+    Implements the member-slot protocol (`optimkit.train.slots`)."""
+
+    def __init__(self, schedule: Any, per_step: bool, optimizer: Any, members: int,
+                 device: torch.device) -> None:  # fmt: skip
+        self.schedule, self.per_step, self.optimizer = schedule, per_step, optimizer
+        self.plateau = isinstance(schedule, S.ReduceLROnPlateau)
+        self.closed_form = schedule is not None and not self.plateau
+        self.position = torch.zeros(members, dtype=torch.float64, device=device)
+
+    def after_step(self) -> None:
+        if self.per_step:
+            self.position += 1
+            self.apply()
+
+    def after_epoch(self, trained: torch.Tensor, val_loss: torch.Tensor) -> None:
+        """End of an epoch: `trained` [K] members advance one epoch (per-epoch schedules)."""
+        if self.plateau:
+            self.schedule.step(val_loss)
+        elif self.closed_form and not self.per_step:
+            self.position += trained.to(self.position)
+            self.apply()
+
+    def apply(self) -> None:
+        """Write each group's lr (and cycled momentum / beta1) at the members' positions."""
+        if not self.closed_form:
+            return
+        lrs = self.schedule.lr_at(self.position)
+        momenta = self.schedule.momentum_at(self.position)
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = lrs[i]
+            if momenta is not None:
+                if "betas" in group:
+                    group["betas"] = (momenta[i], group["betas"][1])
+                else:
+                    group["momentum"] = momenta[i]
+
+    def set_member_lr(self, k: int, lr: float) -> None:
+        """Member k's lr (closed forms: the lr they scale; the optimizer's lr otherwise,
+        which the caller sets)."""
+        if self.closed_form:
+            self.schedule.set_member_lr(k, lr)
+            self.apply()
+
+    # ------------------------------------------------------------------ member slots
+    def reset_members(self, mask: torch.Tensor) -> None:
+        self.position = torch.where(mask.to(self.position.device), 0.0, self.position)
+        if self.schedule is not None:
+            self.schedule.reset_members(mask)
+        self.apply()
+
+    def copy_member(self, src: int, dst: int) -> None:
+        self.position[dst] = self.position[src]
+        if self.schedule is not None:
+            self.schedule.copy_member(src, dst)
+        self.apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule": None if self.schedule is None else self.schedule.state_dict(),
+                "position": self.position.clone()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.position = state["position"].clone().to(self.position.device)
+        self.apply()  # closed forms follow the members' positions, not their own step count

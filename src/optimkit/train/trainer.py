@@ -9,6 +9,11 @@ early stopping, ReduceLROnPlateau, history, and a checkpoint every N epochs.
 A member that stops early or diverges keeps computing with the others (its result is frozen
 at that point), so the other members' arithmetic stays bit-identical; the run ends when no
 member is running.
+
+Each per-member part (population, optimizer, schedule, early stopping, kept weights, history,
+batch sampler, status record) implements the member-slot protocol
+(`optimkit.train.slots`); `replace_member` (continuous batching) and `copy_member` (PBT's
+exploit) go through `PopulationTrainer.slots` only.
 """
 
 from __future__ import annotations
@@ -33,14 +38,23 @@ from optimkit import metrics as metrics_mod
 from optimkit.data import BatchSampler, Dataset
 from optimkit.models import Population
 from optimkit.optim import get_optimizer
-from optimkit.schedules import ReduceLROnPlateau
 from optimkit.train.early_stopping import EarlyStopping
 from optimkit.train.history import History
-from optimkit.train.schedule import build_schedule
+from optimkit.train.record import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    STATUS_NAMES,
+    STOPPED,
+    KeptWeights,
+    MemberRecord,
+)
+from optimkit.train.schedule import MemberSchedule, build_schedule
+from optimkit.train.slots import MemberSlots, member_mask
 
-#: member status codes (a [K] int8 tensor)
-RUNNING, FINISHED, STOPPED, FAILED = 0, 1, 2, 3
-STATUS_NAMES = ("running", "finished", "stopped", "failed")
+__all__ = ["FAILED", "FINISHED", "OPTIMIZER_EXTRAS", "RUNNING", "STATUS_NAMES", "STOPPED",
+           "TASK_METRICS", "PopulationTrainer", "TrainConfig", "retain_freed_memory",
+           "task_outputs"]  # fmt: skip
 
 TASK_METRICS = {
     "classification": ("accuracy", "f1_macro", "log_loss"),
@@ -94,11 +108,12 @@ class TrainConfig:
     parameter group; the first step pays the compilation, cached on disk afterwards); the
     result equals the eager step up to floating-point rounding. ``retain_memory=True`` lets
     the process keep and reuse memory that tensors free (see `retain_freed_memory`; a
-    process-wide malloc setting, applied when training starts; off by default). ``autocast=True`` runs the
-    model's matrix products and convolutions in bfloat16 (``torch.autocast``: mixed
-    precision, in training and in evaluation); weights, gradients, optimizer state and the
-    loss stay in the population's dtype. It changes the arithmetic (bfloat16 keeps 8
-    significant bits), so members no longer match a plain float32 run step for step."""
+    process-wide malloc setting, applied when training starts; off by default).
+    ``autocast=True`` runs the model's matrix products and convolutions in bfloat16
+    (``torch.autocast``: mixed precision, in training and in evaluation); weights,
+    gradients, optimizer state and the loss stay in the population's dtype. It changes the
+    arithmetic (bfloat16 keeps 8 significant bits), so members no longer match a plain
+    float32 run step for step."""
 
     model: str | Callable[..., torch.nn.Module] = "mlp"
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -188,7 +203,7 @@ class PopulationTrainer:
         self.loss = losses_mod.get_loss(config.loss or default_loss, **config.loss_options)
         self.metric_names = TASK_METRICS[dataset.task]
         self.metrics = {n: metrics_mod.get_metric(n) for n in self.metric_names}
-        self.seeds = [int(m.get("seed", config.seed + k)) for k, m in enumerate(self.members)]
+        seeds = [int(m.get("seed", config.seed + k)) for k, m in enumerate(self.members)]
         options = dict(config.model_options)
         if "input_shape" in dataset.metadata and config.model == "cnn":
             options.setdefault("image_shape", tuple(dataset.metadata["input_shape"]))
@@ -196,7 +211,7 @@ class PopulationTrainer:
             options.setdefault("n_users", dataset.metadata["n_users"])
             options.setdefault("n_items", dataset.metadata["n_items"])
         self.population = Population(
-            config.model, dataset.n_features, n_outputs, self.seeds, options=options,
+            config.model, dataset.n_features, n_outputs, seeds, options=options,
             device=self.device, dtype=self.dtype, dropout_seed=config.seed,
         )  # fmt: skip
         self.optimizer = self._build_optimizer()
@@ -204,14 +219,15 @@ class PopulationTrainer:
             dataset.n_train,
             batch_size=config.batch_size or None,
             seed=config.seed,
-            member_seeds=None if config.shared_batches else self.seeds,
+            member_seeds=None if config.shared_batches else seeds,
             device=dataset.X_train.device,
         )
         steps_per_epoch = self.sampler.num_batches
-        self.schedule, self.schedule_per_step = build_schedule(
+        schedule, per_step = build_schedule(
             config.schedule, self.optimizer, config.schedule_options, config.epochs,
             steps_per_epoch, self.k,
         )  # fmt: skip
+        self.schedule = MemberSchedule(schedule, per_step, self.optimizer, self.k, self.device)
         mode = "min"
         if config.monitor != "val_loss":
             name = config.monitor.removeprefix("val_")
@@ -220,15 +236,9 @@ class PopulationTrainer:
                 raise ValueError(f"monitor: unknown {config.monitor!r}; valid: {valid}")
             mode = "max" if self.metrics[name].greater_is_better else "min"
         self.early = EarlyStopping(self.k, config.patience, config.min_delta, mode, self.device)
-        self.status = torch.zeros(self.k, dtype=torch.int8, device=self.device)
-        self.failure: list[str] = [""] * self.k
-        self.best_params = {n: p.detach().clone() for n, p in self.population.params.items()}
-        self.best_buffers = {n: b.clone() for n, b in self.population.buffers.items()}
-        self.final_params = {n: p.detach().clone() for n, p in self.population.params.items()}
+        self.kept = KeptWeights(self.population)
         self.history = History(self.k)
-        #: epochs and optimizer steps each member has trained (a refilled slot starts at 0)
-        self.member_epochs = torch.zeros(self.k, dtype=torch.int64, device=self.device)
-        self.member_steps = torch.zeros(self.k, dtype=torch.float64, device=self.device)
+        self.record = MemberRecord(self.k, self.device)
         self.epoch = 0
         self.elapsed = 0.0
         self.test_results: dict[str, Tensor] | None = None
@@ -240,9 +250,10 @@ class PopulationTrainer:
             if key == "seed":
                 continue
             values = [m[key] for m in self.members]
-            if key == "betas":
+            if isinstance(values[0], tuple | list):  # betas, etas, ...: one [K] per element
                 hyper[key] = tuple(
-                    torch.tensor([float(v[i]) for v in values], dtype=torch.float64) for i in (0, 1)
+                    _stack_member_values(key, [v[i] for v in values])
+                    for i in range(len(values[0]))
                 )
             elif isinstance(values[0], bool | str) or values[0] is None:
                 if any(v != values[0] for v in values):
@@ -288,7 +299,26 @@ class PopulationTrainer:
 
     @property
     def active(self) -> Tensor:
-        return self.status == RUNNING
+        return self.record.running
+
+    @property
+    def status(self) -> Tensor:
+        """[K] int8 status codes (`STATUS_NAMES`)."""
+        return self.record.status
+
+    @property
+    def failure(self) -> list[str]:
+        return self.record.failure
+
+    @property
+    def member_epochs(self) -> Tensor:
+        """[K] epochs each member has trained (a refilled slot starts at 0)."""
+        return self.record.epochs
+
+    @property
+    def seeds(self) -> list[int]:
+        """Each member's initialization seed."""
+        return self.population.seeds
 
     # ------------------------------------------------------------------------------ training
     def _train_epoch(self) -> Tensor:
@@ -296,7 +326,7 @@ class PopulationTrainer:
             retain_freed_memory()
         x, y = self.dataset.X_train, self.dataset.y_train
         total = torch.zeros(self.k, dtype=torch.float64, device=self.device)
-        count = steps = 0
+        count = 0
         for idx in self.sampler:
             xb, yb = (x, y) if self.sampler.full_batch else (x[idx], y[idx])
             with self._autocast():
@@ -306,15 +336,10 @@ class PopulationTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             batch_loss.sum().backward()
             self.optimizer.step()
-            if self.schedule_per_step:
-                self.member_steps += 1
-                self._apply_schedule(self.member_steps)
-            else:  # counted once per epoch (a few us per step saved)
-                steps += 1
+            self.schedule.after_step()
             n = yb.shape[-1]
             total.add_(batch_loss.detach(), alpha=n)  # in float64
             count += n
-        self.member_steps += steps
         return total / max(count, 1)
 
     def _members_finite(self) -> Tensor:
@@ -324,33 +349,22 @@ class PopulationTrainer:
         return ok
 
     def _end_epoch(self, train_loss: Tensor, val: dict[str, Tensor], seconds: float) -> None:
-        epoch = self.epoch
+        epoch, record = self.epoch, self.record
         active = self.active
         finite = torch.isfinite(train_loss) & torch.isfinite(val["loss"]) & self._members_finite()
         diverged = active & ~finite
         for k in torch.nonzero(diverged).flatten().tolist():
-            self.failure[k] = f"non-finite loss or parameters at epoch {epoch + 1}"
-        self.status = torch.where(diverged, FAILED, self.status).to(torch.int8)
+            record.failure[k] = f"non-finite loss or parameters at epoch {epoch + 1}"
+        record.set_status(diverged, FAILED)
         active = active & ~diverged
         monitored = val["loss"] if self.config.monitor == "val_loss" else \
             val[self.config.monitor.removeprefix("val_")]  # fmt: skip
         improved = self.early.update(monitored, epoch, active)
-        for name, p in self.population.params.items():
-            mask = improved.view(-1, *([1] * (p.dim() - 1)))
-            self.best_params[name] = torch.where(mask, p.detach(), self.best_params[name])
-            live = active.view(-1, *([1] * (p.dim() - 1)))
-            self.final_params[name] = torch.where(live, p.detach(), self.final_params[name])
-        for name, b in self.population.buffers.items():
-            mask = improved.view(-1, *([1] * (b.dim() - 1)))
-            self.best_buffers[name] = torch.where(mask, b, self.best_buffers[name])
-        self.status = torch.where(active & self.early.stopped, STOPPED, self.status).to(torch.int8)
-        self.member_epochs += active.long()
-        done = self.active & (self.member_epochs >= self.config.epochs)
-        self.status = torch.where(done, FINISHED, self.status).to(torch.int8)
-        if isinstance(self.schedule, ReduceLROnPlateau):
-            self.schedule.step(val["loss"])
-        elif self.schedule is not None and not self.schedule_per_step:
-            self._apply_schedule(self.member_epochs.to(torch.float64))
+        self.kept.update(improved, active)
+        record.set_status(active & self.early.stopped, STOPPED)
+        record.epochs += active.long()
+        record.set_status(self.active & (record.epochs >= self.config.epochs), FINISHED)
+        self.schedule.after_epoch(active, val["loss"])
         self.epoch = epoch + 1
         self.history.append(
             epoch=self.member_epochs,
@@ -361,18 +375,6 @@ class PopulationTrainer:
             status=self.status,
             seconds=seconds,
         )
-
-    def _apply_schedule(self, counter: Tensor) -> None:
-        """Write each group's lr (and cycled momentum / beta1) at the members' own counters."""
-        lrs = self.schedule.lr_at(counter)
-        momenta = self.schedule.momentum_at(counter)
-        for i, group in enumerate(self.optimizer.param_groups):
-            group["lr"] = lrs[i]
-            if momenta is not None:
-                if "betas" in group:
-                    group["betas"] = (momenta[i], group["betas"][1])
-                else:
-                    group["momentum"] = momenta[i]
 
     def _current_lr(self) -> Tensor:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -405,19 +407,42 @@ class PopulationTrainer:
         """Put each member's kept weights (best on val, or its last) in place; test once."""
         if self.test_results is not None:
             return
-        kept = self.best_params if self.config.restore_best else self.final_params
         never = self.early.best_epoch < 0  # no finite val score: keep the last weights
-        with torch.no_grad():
-            for name, p in self.population.params.items():
-                mask = never.view(-1, *([1] * (p.dim() - 1)))
-                p.copy_(torch.where(mask, self.final_params[name], kept[name]))
-            if self.config.restore_best:
-                for name, b in self.population.buffers.items():
-                    mask = never.view(-1, *([1] * (b.dim() - 1)))
-                    b.copy_(torch.where(mask, b, self.best_buffers[name]))
+        self.kept.restore(self.config.restore_best, never)
         self.test_results = self.evaluate(self.dataset.X_test, self.dataset.y_test)
 
-    # ------------------------------------------------------------------------------ refills
+    # ------------------------------------------------------------------------------ member slots
+    @property
+    def slots(self) -> list[MemberSlots]:
+        """Every per-member part of the run, in the order a reset or copy goes through them
+        (the population before the kept weights, which snapshot its fresh weights)."""
+        return [self.population, self.optimizer, self.schedule, self.early, self.kept,
+                self.history, self.sampler, self.record]  # fmt: skip
+
+    def set_member(self, k: int, values: Mapping[str, Any]) -> None:
+        """Change member k's hyperparameters in place (PBT's explore): any of the trainer's
+        member keys but "seed", in the members' form (e.g. ``betas`` as a pair). Numbers are
+        written into the [K] hyperparameter tensors (no rebuild, no recompilation); the
+        member's state is untouched. Settings that are not numbers must stay as they are."""
+        unknown = set(values) - set(self.members[0])
+        if unknown:
+            raise ValueError(f"{sorted(unknown)[0]}: not a member key of this run; valid: "
+                             f"{', '.join(sorted(self.members[0]))}")  # fmt: skip
+        if "seed" in values:
+            raise ValueError("seed: set when a slot starts afresh (replace_member)")
+        numbers = {}
+        for key, value in values.items():
+            if isinstance(value, bool | str) or value is None:
+                if value != self.members[k][key]:
+                    raise ValueError(f"{key}: must be the same for all members of a population")
+            else:
+                numbers[key] = value
+        extras = {key: v for key, v in numbers.items() if key in OPTIMIZER_EXTRAS}
+        self.optimizer.set_member(k, self.optimizer.spec.from_kwargs(numbers) | extras)
+        if "lr" in numbers:
+            self.schedule.set_member_lr(k, float(numbers["lr"]))
+        self.members[k] = {**self.members[k], **values}
+
     def replace_member(self, k: int, member: Mapping[str, Any]) -> None:
         """Give slot k a new configuration (a new tuning trial): fresh weights from its seed,
         fresh optimizer state, its hyperparameters, and a clean record. The other members
@@ -427,41 +452,30 @@ class PopulationTrainer:
                 f"member: expected the keys {sorted(self.members[0])}, got {sorted(member)}"
             )
         member = dict(member)
-        seed = int(member.get("seed", self.config.seed + k))
-        self.population.reinit(k, seed)
-        mask = torch.zeros(self.k, dtype=torch.bool, device=self.device)
-        mask[k] = True
-        numbers = {
-            key: value
-            for key, value in member.items()
-            if key != "seed" and not isinstance(value, bool | str) and value is not None
-        }
-        self.optimizer.set_member(k, self.optimizer.spec.from_kwargs(numbers) | {
-            key: v for key, v in numbers.items() if key in ("l1", "clip_grad_norm",
-                                                             "clip_grad_value")})  # fmt: skip
-        self.optimizer.reset_members(mask)
-        if self.schedule is not None and hasattr(self.schedule, "base_lrs"):
-            lr = float(member["lr"]) if "lr" in member else None
-            if lr is not None:
-                self.schedule.base_lrs = [_with_member(b, k, lr, self.k)
-                                          for b in self.schedule.base_lrs]  # fmt: skip
-        if isinstance(self.schedule, ReduceLROnPlateau):
-            self.schedule.reset_members(mask)
-        self.early.reset(mask)
-        self.status[k] = RUNNING
-        self.failure[k] = ""
-        self.member_epochs[k] = 0
-        self.member_steps[k] = 0
-        self.members[k] = member
-        self.seeds[k] = seed
-        for name, p in self.population.params.items():
-            self.best_params[name][k] = p.detach()[k]
-            self.final_params[name][k] = p.detach()[k]
-        for name, b in self.population.buffers.items():
-            self.best_buffers[name][k] = b[k]
-        if self.schedule is not None and not isinstance(self.schedule, ReduceLROnPlateau):
-            counter = self.member_steps if self.schedule_per_step else self.member_epochs
-            self._apply_schedule(counter.to(torch.float64))
+        seed = int(member.pop("seed", self.config.seed + k))
+        self.set_member(k, member)
+        self.population.seeds[k] = seed
+        self.sampler.set_member_seed(k, seed)
+        if "seed" in self.members[0]:
+            self.members[k]["seed"] = seed
+        mask = member_mask(k, self.k, self.device)
+        for slot in self.slots:
+            slot.reset_members(mask)
+
+    def copy_member(self, src: int, dst: int) -> None:
+        """Member dst takes member src's whole state (PBT's exploit): weights and buffers,
+        optimizer state and hyperparameters, schedule position and constants, early-stopping
+        counters, kept weights, batch stream and status. From then on it computes exactly
+        what src computes, given the same batches (dropout masks are drawn per member)."""
+        if src == dst:
+            return
+        for slot in self.slots:
+            slot.copy_member(src, dst)
+        for name in ("clip_grad_norm", "clip_grad_value"):  # not in the optimizer's copy
+            value = getattr(self.optimizer, name, None)
+            if isinstance(value, Tensor) and value.dim() > 0:
+                self.optimizer.set_member(dst, {name: float(value[src])})
+        self.members[dst] = dict(self.members[src])
 
     def stop_member(self, k: int) -> None:
         """Stop member k now (e.g. pruned by the tuner): its kept weights stay as they are."""
@@ -472,11 +486,7 @@ class PopulationTrainer:
         """Member k as a plain module with its best-on-val weights (or its last ones)."""
         module = self.population.member(k)
         use_best = best and int(self.early.best_epoch[k]) >= 0
-        params = self.best_params if use_best else self.final_params
-        state = {n: t[k] for n, t in params.items()}
-        buffers = self.best_buffers if use_best else self.population.buffers
-        state.update({n: t[k] for n, t in buffers.items()})
-        module.load_state_dict(state)
+        module.load_state_dict(self.kept.member_state(k, use_best))
         return module.eval()
 
     # ------------------------------------------------------------------------------ results
@@ -510,41 +520,28 @@ class PopulationTrainer:
         return {
             "population": self.population.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "schedule": self.schedule.state_dict(),
             "sampler": self.sampler.state_dict(),
             "early": self.early.state_dict(),
-            "status": self.status.clone(),
-            "failure": list(self.failure),
-            "best_params": {n: t.clone() for n, t in self.best_params.items()},
-            "best_buffers": {n: t.clone() for n, t in self.best_buffers.items()},
-            "final_params": {n: t.clone() for n, t in self.final_params.items()},
+            **self.record.state_dict(),
+            **self.kept.state_dict(),
             "history": self.history.state_dict(),
+            "members": [dict(m) for m in self.members],
             "epoch": self.epoch,
-            "member_epochs": self.member_epochs.clone(),
-            "member_steps": self.member_steps.clone(),
             "elapsed": self.elapsed,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.schedule is not None:
-            self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])
         self.early.load_state_dict(state["early"])
-        self.status = state["status"].clone()
-        self.failure = list(state["failure"])
-        self.best_params = {n: t.clone() for n, t in state["best_params"].items()}
-        self.best_buffers = {n: t.clone() for n, t in state["best_buffers"].items()}
-        self.final_params = {n: t.clone() for n, t in state["final_params"].items()}
+        self.record.load_state_dict(state)
+        self.kept.load_state_dict(state)
         self.history.load_state_dict(state["history"])
+        self.members = [dict(m) for m in state["members"]]
         self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
-        self.member_epochs = state["member_epochs"].clone()
-        self.member_steps = state["member_steps"].clone()
-        if self.schedule is not None and not isinstance(self.schedule, ReduceLROnPlateau):
-            # closed-form schedules follow the members' counters, not their own step count
-            counter = self.member_steps if self.schedule_per_step else self.member_epochs
-            self._apply_schedule(counter.to(torch.float64))
+        self.schedule.load_state_dict(state["schedule"])  # last: it writes the lrs
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write the whole trainer state atomically (a temporary file renamed into place)."""
@@ -561,8 +558,11 @@ class PopulationTrainer:
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
 
 
-def _with_member(value: Any, k: int, new: float, members: int) -> Tensor:
-    """A [K] float64 tensor equal to `value` (a number or [K] tensor) except entry k = new."""
-    out = torch.as_tensor(value, dtype=torch.float64).expand(members).clone()
-    out[k] = new
-    return out
+def _stack_member_values(key: str, values: list[Any]) -> Any:
+    """One element of a tuple argument (betas, etas, ...) across members: a [K] float64
+    tensor of numbers, or the shared value of a non-number (None, a string), which must agree."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return torch.tensor([float(v) for v in values], dtype=torch.float64)
+    if any(v != values[0] for v in values):
+        raise ValueError(f"{key}: must be the same for all members of a population")
+    return values[0]
