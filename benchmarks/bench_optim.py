@@ -38,8 +38,10 @@ spec's default hyperparameters (given explicitly to both, plus the spec's ``test
 the same fastest reference; compiled in the warm-up, so ~20 s per optimizer and size on this
 machine before any timing: opt-in, not part of ``make bench``).
 
-When a reference rejects the model (e.g. one that only takes matrices) both sides are rerun on
-its >= 2-D parameters only, and the row says so.
+When a reference rejects the model, both sides are rerun on its >= 2-D parameters only (a
+reference that takes matrices only: Muon), or else with sparse gradients holding 1% of each
+parameter's rows (one that takes only those: SparseAdam; then no byte model), and the notes
+under the table say so.
 
 Method: both sides of a cell share the parameter and gradient tensors (each keeps its own
 state), are timed in interleaved rounds (the order rotated each round) so that load from
@@ -278,6 +280,19 @@ def leaves(shapes: Iterable[tuple[int, ...]], seed: int) -> list[Tensor]:
     return out
 
 
+SPARSE_ROWS = 0.01  # the fraction of rows a sparse gradient holds (an embedding's batch)
+
+
+def sparse_rows(dense: Tensor, seed: int) -> Tensor:
+    """A sparse COO gradient holding `SPARSE_ROWS` of `dense`'s rows (at least one)."""
+    g = torch.Generator().manual_seed(seed)
+    n = max(1, round(SPARSE_ROWS * dense.shape[0]))
+    idx = torch.randperm(dense.shape[0], generator=g)[:n].sort().values
+    return torch.sparse_coo_tensor(
+        idx[None], dense[idx], dense.shape, check_invariants=False
+    ).coalesce()
+
+
 def _short(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}".splitlines()[0]
     return text if len(text) <= 160 else text[:157] + "..."
@@ -340,14 +355,23 @@ def _matrices(shapes: Sequence[tuple[int, ...]], stacked: bool) -> list[tuple[in
     return [s for s in shapes if len(s) >= (3 if stacked else 2)]
 
 
+Layout = tuple[list[tuple[int, ...]], bool]  # parameter shapes, sparse gradients
+
+
+def _layouts(shapes: list[tuple[int, ...]]) -> list[Layout]:
+    """What to try, in order: the model with dense gradients, its matrices only (a reference
+    that takes matrices only), the model with sparse gradients (one that takes only those)."""
+    return [(shapes, False), (_matrices(shapes, False), False), (shapes, True)]
+
+
 def _references(
-    sides: Sides, shapes_tried: Sequence[list[tuple[int, ...]]], make: Callable[..., Any]
-) -> tuple[list[tuple[int, ...]], Any, dict[str, Any]]:
-    """The first parameter shapes (the model, then its matrices) the reference accepts in at
-    least one implementation: (shapes, `make(shapes)`'s parameters, label -> references)."""
+    sides: Sides, layouts: Sequence[Layout], make: Callable[..., Any]
+) -> tuple[Layout, Any, dict[str, Any]]:
+    """The first layout the reference accepts in at least one implementation: (layout,
+    `make(layout)`'s parameters, label -> references)."""
     failed: dict[str, str] = {}
-    for shapes in shapes_tried:
-        built = make(shapes)
+    for layout in layouts:
+        built = make(*layout)
         refs: dict[str, Any] = {}
         for label in sides.variants:
             try:
@@ -355,7 +379,7 @@ def _references(
             except Exception as err:  # a variant torch does not offer for this optimizer
                 failed[label] = _short(err)
         if refs:
-            return shapes, built[0], refs
+            return layout, built[0], refs
         gc.collect()
     raise RuntimeError("reference: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
 
@@ -367,14 +391,17 @@ def bench_one_model(
     sides = Sides.of(name, population=False)
     row.reference = sides.label
 
-    def make(shapes: list[tuple[int, ...]]) -> tuple[list[Tensor], Callable[[str], Any]]:
+    def make(
+        shapes: list[tuple[int, ...]], sparse: bool
+    ) -> tuple[list[Tensor], Callable[[str], Any]]:
         params = leaves(shapes, seed=0)
+        if sparse:
+            for i, p in enumerate(params):
+                p.grad = sparse_rows(p.grad, seed=i)  # type: ignore[arg-type]
         return params, lambda label: sides.reference(params, label)
 
-    tried = (sizes.model, _matrices(sizes.model, False))
-    shapes, params, refs = _references(sides, tried, make)
-    if shapes != sizes.model:
-        row.notes.append("K=1: >= 2-D parameters only (the reference rejects the full model)")
+    (shapes, sparse), params, refs = _references(sides, _layouts(sizes.model), make)
+    _note_layout(row, "K=1", shapes != sizes.model, sparse)
     ours = sides.ours(params)
     steps: dict[str, Step] = {"optimkit": ours.step}
     if compile_:
@@ -384,8 +411,19 @@ def bench_one_model(
     row.k1 = times
     row.k1_best = min(refs, key=times.__getitem__)
     row.rounds.append(rounds)
-    row.param_bytes = sum(p.numel() * p.element_size() for p in params)
-    row.state_bytes = min(state_nbytes(o, params) for o in (ours, *refs.values()))
+    if not sparse:  # the byte model is for dense streams
+        row.param_bytes = sum(p.numel() * p.element_size() for p in params)
+        row.state_bytes = min(state_nbytes(o, params) for o in (ours, *refs.values()))
+
+
+def _note_layout(row: Row, part: str, matrices: bool, sparse: bool) -> None:
+    if matrices:
+        row.notes.append(f"{part}: >= 2-D parameters only (the reference rejects the full model)")
+    if sparse:
+        row.notes.append(
+            f"{part}: sparse gradients holding {SPARSE_ROWS:.0%} of each parameter's rows (the "
+            "reference rejects dense ones); no byte model"
+        )
 
 
 def bench_population(
@@ -402,24 +440,30 @@ def bench_population(
     def own_lr(m: int) -> dict[str, float]:
         return {"lr": float(lrs[m])} if lrs is not None else {}
 
-    def make(shapes: list[tuple[int, ...]]) -> tuple[list[Tensor], Callable[[str], Any]]:
+    def make(
+        shapes: list[tuple[int, ...]], sparse: bool
+    ) -> tuple[list[Tensor], Callable[[str], Any]]:
         stacked = leaves([(k, *s) for s in shapes], seed=1)
+        grads = [[p.grad[m] for m in range(k)] for p in stacked]  # type: ignore[index]
+        if sparse:  # each member's own sparse rows; the population's: their stack
+            grads = [[sparse_rows(g, seed=i * k + m) for m, g in enumerate(gs)]
+                     for i, gs in enumerate(grads)]  # fmt: skip
+            for p, gs in zip(stacked, grads, strict=True):
+                p.grad = torch.stack(gs).coalesce()
         own = []
         for m in range(k):
             mine = []
-            for p in stacked:
+            for p, gs in zip(stacked, grads, strict=True):
                 q = p[m].detach().clone().requires_grad_()
-                q.grad = p.grad[m].clone()  # type: ignore[index]
+                q.grad = gs[m].clone()
                 mine.append(q)
             own.append(mine)
         return stacked, lambda label: [
             sides.reference(own[m], label, **own_lr(m)) for m in range(k)
         ]
 
-    tried = (sizes.member, _matrices(sizes.member, False))
-    shapes, stacked, refs = _references(sides, tried, make)
-    if shapes != sizes.member:
-        row.notes.append(f"K={k}: matrices only (the reference rejects the full model)")
+    (shapes, sparse), stacked, refs = _references(sides, _layouts(list(sizes.member)), make)
+    _note_layout(row, f"K={k}", shapes != list(sizes.member), sparse)
     ours_kwargs: dict[str, Any] = {"members": k, **({"lr": lrs} if lrs is not None else {})}
     ours = sides.ours(stacked, **ours_kwargs)
     steps: dict[str, Step] = {"optimkit": ours.step}
