@@ -29,6 +29,7 @@ def version() -> None:
 
 
 def _register() -> None:
+    from optimkit.cli.apps import app_command
     from optimkit.cli.datasets import datasets
     from optimkit.cli.optimizers import optimizers
     from optimkit.cli.solve import solve
@@ -41,6 +42,7 @@ def _register() -> None:
     app.command("datasets")(datasets)
     app.command("optimizers")(optimizers)
     app.command("solve")(solve)
+    app.command("app")(app_command)
 
 
 _register()
