@@ -118,7 +118,7 @@ def _journal(path: Path) -> JournalStorage:
                              "journal record)")  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=QueuedSymlinkLock(str(path))))
+        return LocalJournal(str(path))
     except Exception as e:  # a damaged journal: Optuna's replay fails with assertions
         raise ValueError(f"{path} is not a readable Optuna journal file "
                          f"({type(e).__name__}: {e})") from None  # fmt: skip
@@ -162,6 +162,53 @@ class QueuedSymlinkLock(JournalFileSymlinkLock):
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # drops the flock
+
+
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file backend (same file, same records), appending without an fsync per
+    record: a record reaches the operating system when it is written (a killed process loses
+    nothing it wrote) and the disk at `sync`, which the tuner calls once a round; an OS crash
+    or power cut may lose the last round's records, never corrupt the file (Optuna skips a
+    torn last line). The fsync per record cost 0.3-8 ms, ten times the rest of a trial's
+    write. The same trade as SQLite's synchronous=NORMAL in WAL mode."""
+
+    def __init__(self, path: str) -> None:
+        self._append_path = path
+        self._append_lock = QueuedSymlinkLock(path)
+        self._unsynced = False
+        super().__init__(path, lock_obj=self._append_lock)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        self._append_lock.acquire()
+        try:
+            with open(self._append_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+            self._unsynced = True
+        finally:
+            self._append_lock.release()
+
+    def sync(self) -> None:
+        """Put what this process appended on the disk (fsync)."""
+        if not self._unsynced:
+            return
+        self._unsynced = False
+        fd = os.open(self._append_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class LocalJournal(JournalStorage):
+    """A `JournalStorage` on a `JournalFile`, with `sync`."""
+
+    def __init__(self, path: str) -> None:
+        self.file = JournalFile(path)
+        super().__init__(self.file)
+
+    def sync(self) -> None:
+        self.file.sync()
 
 
 def _rdb(url: str) -> RDBStorage:
@@ -439,6 +486,8 @@ class StudyMirror:
                     self._running.pop(number, None)
                     self._claim_dirty = True
             self._ended = []
+            if isinstance(self.storage, LocalJournal):
+                self.storage.sync()
         # started trials are claimed at once (a killed worker's are then asked again); ended
         # ones leave the claim within a second
         if self._claim_grew or (self._claim_dirty
@@ -453,6 +502,8 @@ class StudyMirror:
         self._beat.join()
         self.flush()
         self._write_claim(done=completed and not self._running, beat=None if completed else 0.0)
+        if isinstance(self.storage, LocalJournal):
+            self.storage.sync()
 
     # ------------------------------------------------------------------------------ reading
     def best_trial(self) -> FrozenTrial | None:
