@@ -19,9 +19,33 @@ from optimkit.optim.spec import OptimizerSpec
 
 f64 = torch.float64
 
-#: closure=True optimizers (Hessian from create_graph, ...) are tested in their own files
+#: closure=True optimizers (Hessian from create_graph, ...) and those of sparse gradients
+#: (SparseAdam) are tested in their own files
 POPULATION = {n: c for n, c in OPTIMIZERS.items()
-              if issubclass(c, PopulationOptimizer) and not c.spec.closure}  # fmt: skip
+              if issubclass(c, PopulationOptimizer) and not c.spec.closure
+              and c.spec.params != "sparse"}  # fmt: skip
+
+
+def matrices_only(name: str) -> bool:
+    """Muon-like optimizers take only matrices (2-D per member)."""
+    return spec_of(name).params == "matrices"
+
+
+def net(name: str, dtype=f64, seed: int = 0) -> torch.nn.Module:
+    """The plain module of the tests: Linear-Tanh-Linear (without biases for an optimizer
+    of matrices)."""
+    torch.manual_seed(seed)
+    bias = not matrices_only(name)
+    layers = [torch.nn.Linear(5, 7, bias=bias), torch.nn.Tanh(), torch.nn.Linear(7, 1, bias=bias)]
+    return torch.nn.Sequential(*layers).to(dtype)
+
+
+def shapes(name: str, k: int, plain: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Population parameter shapes [K, ...]: `plain` per member, each given a trailing 2 when
+    the optimizer takes only matrices and the member shape is not 2-D."""
+    if not matrices_only(name):
+        return [(k, *s) for s in plain]
+    return [(k, *s) if len(s) == 2 else (k, *s[:1], 2) if s else (k, 2, 2) for s in plain]
 
 
 def spec_of(name: str) -> OptimizerSpec:

@@ -148,3 +148,19 @@ def test_compiled_population_step_matches_eager_without_recompiling():
         eager.step()
     for p, q in zip(params, twins, strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-13)
+
+
+def test_many_compiled_optimizers_in_one_process():
+    """A tuner builds a new optimizer per wave: more than dynamo's recompile limit (8) of
+    compile=True optimizers in one process each compile their own step, and each equals
+    its eager twin."""
+    for i in range(12):
+        lr = torch.full((2,), 0.01 * (i + 1), dtype=f64)
+        p, q = (torch.ones(2, 3, dtype=f64, requires_grad=True) for _ in range(2))
+        fast = ok.SGD([p], lr=lr, momentum=0.5 + i / 100, compile=True)
+        slow = ok.SGD([q], lr=lr, momentum=0.5 + i / 100)
+        for _ in range(2):
+            p.grad, q.grad = torch.full_like(p, 0.3), torch.full_like(q, 0.3)
+            fast.step()
+            slow.step()
+        assert torch.allclose(p, q, rtol=0, atol=1e-15)

@@ -29,13 +29,6 @@ def _float64_default():
     torch.set_default_dtype(previous)
 
 
-def _net(dtype=f64, seed=0):
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 1)).to(
-        dtype
-    )
-
-
 def _train(net, opt, steps, seed=3, scheduler=None):
     g = torch.Generator().manual_seed(seed)
     dtype = next(net.parameters()).dtype
@@ -69,7 +62,7 @@ def test_plain_module_matches_reference(case, dtype):
     """What users do first: an nn.Module's parameters, float hyperparameters, torch's kwargs."""
     name, flags = case
     kwargs = mx.kwargs_for(name, mx.draw(name, 1, seed=7, per_member=0.0), flags)
-    ours_net, ref_net = _net(dtype), _net(dtype)
+    ours_net, ref_net = mx.net(name, dtype), mx.net(name, dtype)
     ours = mx.POPULATION[name](ours_net.parameters(), **kwargs)
     ref = mx.reference(name, ref_net.parameters(), kwargs)
     _train(ours_net, ours, STEPS)
@@ -81,7 +74,7 @@ def test_plain_module_matches_reference(case, dtype):
 @pytest.mark.parametrize("name", list(mx.POPULATION))
 def test_bfloat16_parameters(name):
     """bfloat16 parameters: the same few steps as the reference, to bfloat16's precision."""
-    ours_net, ref_net = _net(torch.bfloat16), _net(torch.bfloat16)
+    ours_net, ref_net = mx.net(name, torch.bfloat16), mx.net(name, torch.bfloat16)
     kwargs = mx.kwargs_for(name, {}, {})
     ours = mx.POPULATION[name](ours_net.parameters(), **kwargs)
     ref = mx.reference(name, ref_net.parameters(), kwargs)
@@ -93,7 +86,7 @@ def test_bfloat16_parameters(name):
 
 @pytest.mark.parametrize("name", list(mx.POPULATION))
 def test_torch_lr_scheduler_attached(name):
-    ours_net, ref_net = _net(), _net()
+    ours_net, ref_net = mx.net(name), mx.net(name)
     kwargs = mx.kwargs_for(name, {}, {})
     ours = mx.POPULATION[name](ours_net.parameters(), **kwargs)
     ref = mx.reference(name, ref_net.parameters(), kwargs)
@@ -112,7 +105,7 @@ def test_state_dict_moves_between_ours_and_reference(name, direction):
     """Half the run in one implementation, the state_dict loaded into the other (or a new
     instance of our own class), the rest there: equal to a run entirely in the reference."""
     kwargs = mx.kwargs_for(name, mx.draw(name, 1, seed=2, per_member=0.0), {})
-    first_net, whole_net = _net(), _net()
+    first_net, whole_net = mx.net(name), mx.net(name)
     whole = mx.reference(name, whole_net.parameters(), kwargs)
     _train(whole_net, whole, 2 * 8)
 
@@ -147,7 +140,7 @@ def test_state_dict_moves_between_ours_and_reference(name, direction):
 def _population_run(name, flags, k, seed, dtype=f64, steps=STEPS, **extra):
     """K members with per-member hyperparameters vs K separate reference runs."""
     rng = torch.Generator().manual_seed(seed)
-    shapes = [(k, 4, 3), (k, 3), (k,)]
+    shapes = mx.shapes(name, k, [(4, 3), (3,), ()])
     kwargs = mx.kwargs_for(name, mx.draw(name, k, seed), flags)
     params = [torch.randn(s, generator=rng, dtype=f64).to(dtype).requires_grad_()
               for s in shapes]  # fmt: skip
@@ -201,8 +194,9 @@ def test_param_groups_with_their_own_hyperparameters(name):
     """Two groups, each with its own per-member hyperparameters."""
     k = 3
     rng = torch.Generator().manual_seed(8)
-    a = torch.randn(k, 4, generator=rng).requires_grad_()
-    b = torch.randn(k, 2, 2, generator=rng).requires_grad_()
+    shape_a, shape_b = mx.shapes(name, k, [(4,), (2, 2)])
+    a = torch.randn(shape_a, generator=rng).requires_grad_()
+    b = torch.randn(shape_b, generator=rng).requires_grad_()
     kw_a = mx.kwargs_for(name, mx.draw(name, k, 10, per_member=1.0), {})
     kw_b = mx.kwargs_for(name, mx.draw(name, k, 11, per_member=1.0), {})
     ours = mx.POPULATION[name]([{"params": [a], **kw_a}, {"params": [b], **kw_b}], members=k)
@@ -228,7 +222,7 @@ def test_skip_nonfinite_keeps_the_member_and_not_the_others(name):
     k = 3
     rng = torch.Generator().manual_seed(9)
     kwargs = mx.kwargs_for(name, mx.draw(name, k, 13), {})
-    p = torch.randn(k, 5, generator=rng).requires_grad_()
+    p = torch.randn(mx.shapes(name, k, [(5,)])[0], generator=rng).requires_grad_()
     q = p.detach().clone().requires_grad_()
     ours = mx.POPULATION[name]([p], members=k, skip_nonfinite=True, **kwargs)
     plain = mx.POPULATION[name]([q], members=k, **kwargs)
@@ -251,7 +245,7 @@ def test_skip_nonfinite_keeps_the_member_and_not_the_others(name):
 
 @pytest.mark.parametrize("name", list(mx.POPULATION))
 def test_parameter_without_gradient_is_left_alone(name):
-    net_a, net_b = _net(), _net()
+    net_a, net_b = mx.net(name), mx.net(name)
     frozen = net_a[2].weight
     before = frozen.detach().clone()
     frozen.requires_grad_(False)
@@ -269,7 +263,7 @@ def test_parameter_without_gradient_is_left_alone(name):
 # -------------------------------------------------------------------- validation
 @pytest.mark.parametrize("name", list(mx.POPULATION))
 def test_torch_keywords_are_accepted(name):
-    net = _net()
+    net = mx.net(name)
     cls = mx.POPULATION[name]
     cls(net.parameters(), foreach=False, capturable=False, differentiable=False)
     cls(net.parameters(), foreach=True, fused=None)
@@ -284,11 +278,11 @@ def test_member_axis_is_validated(name):
     k3 = torch.full((3,), float(h.default) or 1e-3, dtype=f64)
     cls = mx.POPULATION[name]
     with pytest.raises(ValueError, match=r"^params\[0\]: with K = 3 members"):
-        cls([torch.zeros(4, 2, requires_grad=True)], lr=k3)
+        cls([torch.zeros(4, 2, 2, requires_grad=True)], lr=k3)
     with pytest.raises(ValueError, match=r"^lr: expected a tensor of shape \[2\]"):
-        cls([torch.zeros(2, 2, requires_grad=True)], members=2, lr=k3)
+        cls([torch.zeros(2, 2, 2, requires_grad=True)], members=2, lr=k3)
     with pytest.raises(ValueError, match=r"^lr: expected"):
-        cls([torch.zeros(3, 2, requires_grad=True)], lr=-k3)
-    opt = cls([torch.zeros(3, 2, requires_grad=True)], lr=k3)
+        cls([torch.zeros(3, 2, 2, requires_grad=True)], lr=-k3)
+    opt = cls([torch.zeros(3, 2, 2, requires_grad=True)], lr=k3)
     with pytest.raises(ValueError, match=r"^params\[0\]: with K = 3 members"):
         opt.add_param_group({"params": [torch.zeros(5, requires_grad=True)]})

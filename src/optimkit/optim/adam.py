@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimkit.optim.base import GroupStep, PopulationOptimizer, prox_l1_group_
+from optimkit.optim.base import GroupStep, PopulationOptimizer, compiled, prox_l1_group_
 from optimkit.optim.members import bc
 from optimkit.optim.spec import OptimizerSpec, betas, eps, flag, lr, maximize, weight_decay
 from optimkit.optim.transforms import HP, State, Transform, chain, count, ema_, ema_sq_, head, zeros
@@ -270,7 +270,7 @@ class Adam(PopulationOptimizer):
         if self.compile:
             key = ("adam", w.index)
             if key not in self._compiled:
-                self._compiled[key] = torch.compile(adam_step_, fullgraph=True, dynamic=False)
+                self._compiled[key] = compiled(adam_step_)
             step = self._compiled[key]
         else:
             scratch = [self._scratch_like(p) for p in w.params]

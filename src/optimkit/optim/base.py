@@ -23,6 +23,7 @@ are accepted as implementation hints; ``differentiable=True`` is refused (steps 
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -364,13 +365,23 @@ class PopulationOptimizer(torch.optim.Optimizer):
         if self.compile:
             update = self._compiled.get(w.index)
             if update is None:
-                update = self._compiled[w.index] = torch.compile(
-                    apply_updates, fullgraph=True, dynamic=False
-                )
+                update = self._compiled[w.index] = compiled(apply_updates)
             update(w.transform, w.params, w.grads, w.states, w.hp)
         else:
             apply_updates(w.transform, w.params, w.grads, w.states, w.hp)
         prox_l1_group_(w)
+
+
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile(fn, fullgraph=True)`` on a private copy of `fn`'s code: dynamo caches
+    compiled graphs per code object, with at most ``recompile_limit`` (8) variants, so every
+    optimizer (and param group) compiles its own copy instead of piling its variant onto a
+    shared one (a process building many optimizers, such as a tuner, would hit the limit)."""
+    fresh = types.FunctionType(
+        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+    fresh.__kwdefaults__ = fn.__kwdefaults__
+    return torch.compile(fresh, fullgraph=True, dynamic=False)
 
 
 def prox_l1_group_(w: GroupStep) -> None:

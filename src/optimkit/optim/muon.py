@@ -139,6 +139,7 @@ class Muon(PopulationOptimizer):
 
     spec = OptimizerSpec(
         name="muon",
+        params="matrices",
         summary="momentum orthogonalized by Newton-Schulz iterations, for 2-D weights",
         reference="torch.optim.Muon",
         hyperparameters=(

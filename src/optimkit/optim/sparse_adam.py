@@ -84,6 +84,7 @@ class SparseAdam(PopulationOptimizer):
 
     spec = OptimizerSpec(
         name="sparse_adam",
+        params="sparse",
         summary="Adam on the entries of sparse gradients (embeddings with sparse=True)",
         reference="torch.optim.SparseAdam",
         hyperparameters=(

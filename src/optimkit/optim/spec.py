@@ -177,6 +177,8 @@ class OptimizerSpec:
     ``test_kwargs`` are settings the tests add to every run (e.g. a shorter warm-up).
     ``closure``: step() needs a closure. ``population``: False for the optimizers whose
     numbers are per model, not per member (one optimizer per model: L-BFGS, Newton).
+    ``params``: what it optimizes: any dense tensor, only matrices (Muon: 2-D weights, [K, m, n]
+    in a population), or parameters with sparse gradients (SparseAdam).
     """
 
     name: str
@@ -189,6 +191,7 @@ class OptimizerSpec:
     family: str = "first-order"
     closure: bool = False
     population: bool = True
+    params: Literal["any", "matrices", "sparse"] = "any"
     variants: tuple[Variant, ...] = ()
     compare: tuple[str, ...] = ()
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
