@@ -38,10 +38,10 @@ spec's default hyperparameters (given explicitly to both, plus the spec's ``test
 the same fastest reference; compiled in the warm-up, so ~20 s per optimizer and size on this
 machine before any timing: opt-in, not part of ``make bench``).
 
-When a reference rejects the model, both sides are rerun on its >= 2-D parameters only (a
-reference that takes matrices only: Muon), or else with sparse gradients holding 1% of each
-parameter's rows (one that takes only those: SparseAdam; then no byte model), and the notes
-under the table say so.
+An optimizer whose spec declares ``params="matrices"`` runs on the model's >= 2-D parameters
+only (both sides), one with ``params="sparse"`` with sparse gradients holding 1% of each
+parameter's rows (then no byte model); the notes under the table say so. Where a reference
+rejects the declared layout the other layouts are tried in turn.
 
 Method: both sides of a cell share the parameter and gradient tensors (each keeps its own
 state), are timed in interleaved rounds (the order rotated each round) so that load from
@@ -358,10 +358,18 @@ def _matrices(shapes: Sequence[tuple[int, ...]], stacked: bool) -> list[tuple[in
 Layout = tuple[list[tuple[int, ...]], bool]  # parameter shapes, sparse gradients
 
 
-def _layouts(shapes: list[tuple[int, ...]]) -> list[Layout]:
-    """What to try, in order: the model with dense gradients, its matrices only (a reference
-    that takes matrices only), the model with sparse gradients (one that takes only those)."""
-    return [(shapes, False), (_matrices(shapes, False), False), (shapes, True)]
+def _layouts(name: str, shapes: list[tuple[int, ...]]) -> list[Layout]:
+    """What to try, in order: the layout the database declares (``spec.params``: "matrices":
+    the model's matrices only; "sparse": sparse gradients), then the others (the model with
+    dense gradients, its matrices, sparse gradients) in case a reference rejects it."""
+    layouts = {
+        "any": (shapes, False),
+        "matrices": (_matrices(shapes, False), False),
+        "sparse": (shapes, True),
+    }
+    declared = getattr(spec_of(name), "params", "any")
+    first = layouts.get(declared, layouts["any"])
+    return [first, *(v for v in layouts.values() if v != first)]
 
 
 def _references(
@@ -400,7 +408,7 @@ def bench_one_model(
                 p.grad = sparse_rows(p.grad, seed=i)  # type: ignore[arg-type]
         return params, lambda label: sides.reference(params, label)
 
-    (shapes, sparse), params, refs = _references(sides, _layouts(sizes.model), make)
+    (shapes, sparse), params, refs = _references(sides, _layouts(name, sizes.model), make)
     _note_layout(row, "K=1", shapes != sizes.model, sparse)
     ours = sides.ours(params)
     steps: dict[str, Step] = {"optimkit": ours.step}
@@ -418,11 +426,11 @@ def bench_one_model(
 
 def _note_layout(row: Row, part: str, matrices: bool, sparse: bool) -> None:
     if matrices:
-        row.notes.append(f"{part}: >= 2-D parameters only (the reference rejects the full model)")
+        row.notes.append(f"{part}: >= 2-D parameters only (the optimizer takes matrices only)")
     if sparse:
         row.notes.append(
             f"{part}: sparse gradients holding {SPARSE_ROWS:.0%} of each parameter's rows (the "
-            "reference rejects dense ones); no byte model"
+            "optimizer takes only those); no byte model"
         )
 
 
@@ -462,7 +470,7 @@ def bench_population(
             sides.reference(own[m], label, **own_lr(m)) for m in range(k)
         ]
 
-    (shapes, sparse), stacked, refs = _references(sides, _layouts(list(sizes.member)), make)
+    (shapes, sparse), stacked, refs = _references(sides, _layouts(name, list(sizes.member)), make)
     _note_layout(row, f"K={k}", shapes != list(sizes.member), sparse)
     ours_kwargs: dict[str, Any] = {"members": k, **({"lr": lrs} if lrs is not None else {})}
     ours = sides.ours(stacked, **ours_kwargs)
