@@ -374,3 +374,34 @@ def test_resumed_tune_describes_the_study_best_over_all_runs(tmp_path):
     assert written["test"]["accuracy"] > 0  # measured on the retrained configuration
     info = json.loads((tmp_path / "b" / "model" / "model.json").read_text())
     assert info["hyperparameters"]["lr"] == 0.0123 and info["hyperparameters"]["seed"] == 7
+
+
+def test_workers_share_the_budget_and_reask_a_stale_workers_trials(tmp_path):
+    """Two mirrors on one journal: the second counts the first's running trials (its claim),
+    and asks them again, with the same parameters, once the first stops without finishing."""
+    spec = str(tmp_path / "w.journal")
+    sp = SearchSpace.from_config(None, "adam")
+
+    def mirror():
+        return StudyMirror(open_storage(spec, None), "w", ["maximize"],
+                           make_sampler("random", sp, 0), make_pruner("none", 1))  # fmt: skip
+
+    first = mirror()
+    assert first.alone
+    running = [first.study.ask() for _ in range(3)]
+    for t in running:
+        sp.suggest(t)
+        first.started(t)
+    first.flush()  # its claim names them
+    second = mirror()
+    assert not second.alone  # and so draws another random stream
+    assert second.budget_left(10) == 7
+    first.close(completed=False)  # stopped early: its running trials are stale at once
+    assert second.budget_left(10) == 10 and second.reasked == 3
+    again = [second.study.ask() for _ in range(3)]
+    for t in again:
+        sp.suggest(t)
+    assert sorted(map(str, (t.params for t in again))) == sorted(
+        map(str, (t.params for t in running))
+    )
+    second.close()
