@@ -121,9 +121,9 @@ def ema_(buf: Tensor, x: Tensor, decay: Tensor) -> Tensor:
 
 
 def ema_sq_(buf: Tensor, x: Tensor, decay: Tensor) -> Tensor:
-    """buf <- decay * buf + (1 - decay) * x * x, in place."""
-    buf.mul_(bc(decay, buf))
-    return buf.addcmul_(x, x * bc(1 - decay, buf))
+    """buf <- decay * buf + (1 - decay) * x * x, in place, as buf.lerp_(x * x, 1 - decay):
+    two passes over memory, as torch's ``mul_(decay).addcmul_(x, x, value=1 - decay)``."""
+    return lerp_(buf, x * x, 1 - decay)
 
 
 def apply_updates(
