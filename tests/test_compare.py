@@ -82,6 +82,10 @@ def iris_csv(tmp_path):
     return path, frame
 
 
+def _journal(path):
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
 def test_compare_cli_on_a_csv_file(tmp_path, iris_csv):
     path, _ = iris_csv
     out = tmp_path / "cmp"
@@ -93,17 +97,18 @@ def test_compare_cli_on_a_csv_file(tmp_path, iris_csv):
     payload = json.loads(result.stdout)
     assert payload["metric"] == "accuracy"
     files = {p.name for p in out.iterdir()}
-    assert {"leaderboard.csv", "curves.csv", "trials.csv", "report.html", "study.db",
+    assert {"leaderboard.csv", "curves.csv", "trials.csv", "report.html", "study.journal",
             "figures"} <= files  # fmt: skip
     assert {p.name for p in (out / "figures").iterdir()} >= {"leaderboard.png", "curves.png"}
     board = pd.read_csv(out / "leaderboard.csv")
     assert sorted(board["optimizer"]) == ["adam", "sgd"]
     assert board["rank"].tolist() == [1, 2]
     assert [r["optimizer"] for r in payload["leaderboard"]] == board["optimizer"].tolist()
-    names = optuna.get_all_study_names(f"sqlite:///{out / 'study.db'}")
+    storage = _journal(out / "study.journal")
+    names = optuna.get_all_study_names(storage)
     assert len(names) == 2
     for name in names:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+        study = optuna.load_study(study_name=name, storage=storage)
         assert sum(tr.state == optuna.trial.TrialState.COMPLETE for tr in study.trials) == 3
 
 
@@ -115,8 +120,8 @@ def test_tune_cli_on_a_csv_file_exports_a_working_model(tmp_path, iris_csv):
                                  "--population", "2", "--sampler", "random", "--out", str(out),
                                  "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name=optuna.get_all_study_names(
-        f"sqlite:///{out / 'study.db'}")[0], storage=f"sqlite:///{out / 'study.db'}")  # fmt: skip
+    storage = _journal(out / "study.journal")
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
     assert sum(tr.state == optuna.trial.TrialState.COMPLETE for tr in study.trials) == 4
     model = load_model(out / "model")
     pred = model.predict(frame.drop(columns="species"))

@@ -34,8 +34,9 @@ def test_optuna_dashboard_serves_our_study(tmp_path):
                                       "4", "--epochs", "3", "--population", "2", "--study-name",
                                       "dash", "--out", str(out), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    url = f"sqlite:///{out / 'study.db'}"
-    expected = optuna.load_study(study_name="dash", storage=url).trials
+    url = str(out / "study.journal")
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+    expected = optuna.load_study(study_name="dash", storage=journal).trials
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

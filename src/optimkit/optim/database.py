@@ -17,7 +17,6 @@ from typing import Any
 import optimkit.optim as _package
 from optimkit.optim.spec import OptimizerSpec
 
-
 #: modules of the package that read the database (so they hold no optimizer)
 READERS = ("database", "registry", "table")
 

@@ -252,8 +252,7 @@ class PopulationTrainer:
             values = [m[key] for m in self.members]
             if isinstance(values[0], tuple | list):  # betas, etas, ...: one [K] per element
                 hyper[key] = tuple(
-                    _stack_member_values(key, [v[i] for v in values])
-                    for i in range(len(values[0]))
+                    _stack_member_values(key, [v[i] for v in values]) for i in range(len(values[0]))
                 )
             elif isinstance(values[0], bool | str) or values[0] is None:
                 if any(v != values[0] for v in values):
