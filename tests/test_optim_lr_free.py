@@ -477,3 +477,31 @@ def test_constructor_matches_the_reference_signature(name):
     for a, b in zip(ours, ref, strict=True):
         if a.default is not inspect.Parameter.empty:
             assert a.default == b.default, a.name
+
+
+def test_trainer_validates_schedule_free_members_at_their_averaged_weights():
+    """The population trainer switches a schedule-free optimizer to eval() (weights at x)
+    for validation and for the weights it keeps, and back to train() (y) to continue."""
+    from optimkit.data import load_dataset
+    from optimkit.train import PopulationTrainer, TrainConfig
+
+    data = load_dataset("iris", dtype=torch.float64)
+    members = [{"lr": 0.5}, {"lr": 0.05}]
+    config = TrainConfig(model="mlp", model_options={"hidden": (8,)},
+                         optimizer="sgd_schedule_free", epochs=2, batch_size=16)  # fmt: skip
+    trainer = PopulationTrainer(data, config, members)
+    trainer.run_epoch()
+    reported = trainer.history.curve("val_loss")[-1]
+    y_weights = {n: p.detach().clone() for n, p in trainer.population.params.items()}
+    trainer.optimizer.eval()
+    at_x = trainer.evaluate(data.X_val, data.y_val)["loss"]
+    x_weights = {n: p.detach().clone() for n, p in trainer.population.params.items()}
+    trainer.optimizer.train()
+    at_y = trainer.evaluate(data.X_val, data.y_val)["loss"]
+    # (eval() then train() is y -> x -> y: exact up to rounding)
+    torch.testing.assert_close(torch.as_tensor(reported, dtype=torch.float64), at_x,
+                               rtol=1e-12, atol=0)  # fmt: skip
+    assert (at_x - at_y).abs().max() > 1e-6
+    for n, p in trainer.population.params.items():
+        torch.testing.assert_close(p.detach(), y_weights[n], rtol=1e-12, atol=1e-14)
+        assert (x_weights[n] - y_weights[n]).abs().max() > 1e-6

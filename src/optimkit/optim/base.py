@@ -266,6 +266,10 @@ class PopulationOptimizer(torch.optim.Optimizer):
                     value = group[h.arg] if h.index is None else group[h.arg][h.index]
                     if isinstance(value, Tensor):
                         value[dst] = value[src]
+        for name in ("clip_grad_norm", "clip_grad_value"):
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                value[dst] = value[src]
 
     def set_member(self, k: int, values: Mapping[str, float]) -> None:
         """Member k's numeric hyperparameters (flat names, e.g. ``lr``, ``beta1``, and the

@@ -24,8 +24,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,15 +385,32 @@ class PopulationTrainer:
         cfg = self.config
         start = time.perf_counter()
         train_loss = self._train_epoch()
-        val = self.evaluate(self.dataset.X_val, self.dataset.y_val)
-        seconds = time.perf_counter() - start
-        self.elapsed += seconds
-        self._end_epoch(train_loss, val, seconds)
+        with self._evaluation_weights():
+            val = self.evaluate(self.dataset.X_val, self.dataset.y_val)
+            seconds = time.perf_counter() - start
+            self.elapsed += seconds
+            self._end_epoch(train_loss, val, seconds)
         if self.progress is not None:
             self.progress(self.epoch, cfg.epochs)
         if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
             self.save_checkpoint(cfg.checkpoint_path)  # type: ignore[arg-type]
         return val
+
+    @contextmanager
+    def _evaluation_weights(self) -> Iterator[None]:
+        """Optimizers with an eval()/train() switch (schedule-free) are validated, and their
+        weights kept, at the point they are meant to be evaluated at (the averaged x); every
+        other optimizer as it is."""
+        switch = callable(getattr(self.optimizer, "eval", None)) and callable(
+            getattr(self.optimizer, "train", None)
+        )
+        if switch:
+            self.optimizer.eval()
+        try:
+            yield
+        finally:
+            if switch:
+                self.optimizer.train()
 
     def fit(self) -> History:
         """Train until every member has finished, stopped or failed; then evaluate on test."""
@@ -470,10 +487,6 @@ class PopulationTrainer:
             return
         for slot in self.slots:
             slot.copy_member(src, dst)
-        for name in ("clip_grad_norm", "clip_grad_value"):  # not in the optimizer's copy
-            value = getattr(self.optimizer, name, None)
-            if isinstance(value, Tensor) and value.dim() > 0:
-                self.optimizer.set_member(dst, {name: float(value[src])})
         self.members[dst] = dict(self.members[src])
 
     def stop_member(self, k: int) -> None:
@@ -544,11 +557,10 @@ class PopulationTrainer:
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write the whole trainer state atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        from optimkit.outputs import atomic_save
+
+        state = self.state_dict()
+        atomic_save(path, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         path = Path(path)
