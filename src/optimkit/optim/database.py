@@ -21,8 +21,8 @@ from optimkit.optim.spec import OptimizerSpec
 READERS = ("database", "registry", "table")
 
 
-def _discover() -> dict[str, type]:
-    found: dict[str, type] = {}
+def _discover() -> dict[str, type[Any]]:
+    found: dict[str, type[Any]] = {}
     for info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda i: i.name):
         if info.name in READERS:
             continue
@@ -41,7 +41,7 @@ def _discover() -> dict[str, type]:
 
 
 #: registry name -> optimizer class (its ``spec`` says the rest)
-OPTIMIZERS: dict[str, type] = _discover()
+OPTIMIZERS: dict[str, type[Any]] = _discover()
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Entry:
         return OPTIMIZERS[self.optimizer].spec  # type: ignore[attr-defined]
 
     @property
-    def cls(self) -> type:
+    def cls(self) -> type[Any]:
         return OPTIMIZERS[self.optimizer]
 
     def tuning_space(self) -> dict[str, dict[str, Any]]:
