@@ -56,14 +56,20 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from benchmarks import floor
 from benchmarks.threads import pinned
 from optimkit.data import BatchSampler, Dataset, load_dataset
+from optimkit.models import build_model
 from optimkit.train import PopulationTrainer, TrainConfig
 
 HIDDEN = 128
 BATCH = 64
 SEED = 0
 K_LIST = (1, 8, 32, 64, 128, 256)
+#: batch size per model (MF: 256 ratings a step)
+BATCH_OF = {"mf": 256}
+#: model options of the benchmarked models
+OPTIONS_OF: dict[str, dict[str, Any]] = {"mlp": {"hidden": (HIDDEN,)}, "mf": {"dim": 16}}
 
 
 def configurations(k: int, seed: int = SEED) -> list[dict[str, float | int]]:
@@ -141,9 +147,10 @@ def run_two_processes(configs: Sequence[dict[str, Any]], epochs: int) -> Run:
 
 # ------------------------------------------------------------------------------ population
 def population_config(epochs: int, model: str = "mlp", **kw: Any) -> TrainConfig:
-    options = {"hidden": (HIDDEN,)} if model == "mlp" else {}
+    options = dict(OPTIONS_OF.get(model, {}))
     return TrainConfig(
-        model=model, model_options=options, optimizer="adam", epochs=epochs, batch_size=BATCH,
+        model=model, model_options=options, optimizer="adam", epochs=epochs,
+        batch_size=BATCH_OF.get(model, BATCH),
         seed=SEED, **{"retain_memory": True, **kw},  # as the CLI runs
     )  # fmt: skip
 
@@ -224,8 +231,21 @@ def interleaved(variants: dict[str, Variant], repeats: int) -> dict[str, list[Ru
     return runs
 
 
+def mlp_floor(ds: Dataset, k: int, rates: floor.Rates) -> floor.Floor:
+    """The floor of one trial-epoch of the MLP on `ds` at population size `k`."""
+    prof = floor.builtin_profile("mlp", ds.n_features, ds.n_classes or 2, hidden=(HIDDEN,))
+    cost = floor.epoch_cost(prof, k, ds.n_train, BATCH, ds.n_val)
+    return floor.Floor(cost * (1 / k), rates)
+
+
 def headline(
-    ds: Dataset, k: int, epochs: int, repeats: int, threads: Sequence[int], seq_configs: int
+    ds: Dataset,
+    k: int,
+    epochs: int,
+    repeats: int,
+    threads: Sequence[int],
+    seq_configs: int,
+    rates: floor.Rates,
 ) -> Table:
     configs = configurations(k)
     subset = configs[: min(seq_configs, k)]
@@ -252,10 +272,13 @@ def headline(
         one: (None, timed(sequential, len(subset) * epochs)),
         "sequential, 2 processes x 1 thread": (None, lambda: run_two_processes(configs, epochs)),
     }
+    n_threads = {one: 2, "sequential, 2 processes x 1 thread": 2}
     for label, kw in POPULATION.items():
         for t in threads:
             variants[f"{label}, {t} thread{'s' * (t > 1)}"] = population(t, kw)
+            n_threads[f"{label}, {t} thread{'s' * (t > 1)}"] = t
     runs = interleaved(variants, repeats)
+    bound = mlp_floor(ds, k, rates)
     ms = {name: statistics.median(r.ms for r in rs) for name, rs in runs.items()}
     seq_names = [n for n in runs if n.startswith("sequential")]
     baseline = min(seq_names, key=ms.__getitem__)
@@ -269,7 +292,7 @@ def headline(
         )
     )
     for col in ("variant", "wall s", "ms / trial-epoch", "speed-up vs baseline", "CPU s",
-                "best val accuracy", "vs sequential best"):  # fmt: skip
+                "floor ms", "x floor", "best val accuracy", "vs sequential best"):  # fmt: skip
         table.add_column(col, justify="left" if col == "variant" else "right")
     for name, rs in runs.items():
         best = rs[-1].best
@@ -279,10 +302,33 @@ def headline(
             f"{ms[name]:.2f}",
             f"{ms[baseline] / ms[name]:.1f}x",
             f"{statistics.median(r.cpu for r in rs):.2f}",
-            f"{100 * best:.2f}%",
+            f"{1e3 * bound.seconds(n_threads[name]):.3f}",
+            f"{bound.ratio(ms[name] / 1e3, n_threads[name]):.1f}x",
             f"{100 * (best - seq_best):+.2f} pts",
         )
     return table
+
+
+def clock(threads: int) -> Callable[[], float]:
+    """This process's CPU time for one thread (the machine is shared: other processes' load
+    does not count), wall time for more (their CPU time would count waiting for a core)."""
+    return time.process_time if threads == 1 else time.perf_counter
+
+
+def model_floor(
+    ds: Dataset, model: str, options: dict[str, Any], k: int, rates: floor.Rates
+) -> floor.Floor:
+    """The floor of one trial-epoch of a built-in model on `ds` at population size `k`."""
+    if model == "mf":
+        options = {"n_users": ds.metadata["n_users"], "n_items": ds.metadata["n_items"],
+                   **options}  # fmt: skip
+    if model == "cnn" and "input_shape" in ds.metadata:
+        options = {"image_shape": tuple(ds.metadata["input_shape"]), **options}
+    n_out = (ds.n_classes or 2) if ds.task == "classification" else 1
+    prof = floor.builtin_profile(model, ds.n_features, n_out, **options)
+    batch = BATCH_OF.get(model, BATCH)
+    cost = floor.epoch_cost(prof, k, ds.n_train, batch, ds.n_val)
+    return floor.Floor(cost * (1 / k), rates)
 
 
 def scaling(
@@ -293,9 +339,10 @@ def scaling(
     threads: Sequence[int],
     epochs: int,
     variants: Sequence[str],
+    rates: floor.Rates,
 ) -> Table:
     """ms per trial-epoch of the population at each K: median of the epochs after the first
-    (which includes compilation, where asked)."""
+    (which includes compilation, where asked), next to the floor and the ratio to it."""
     table = Table(title=title)
     table.add_column("K", justify="right")
     rows: dict[int, list[str]] = {k: [str(k)] for k in k_list}
@@ -305,6 +352,8 @@ def scaling(
             name = f"{label.removeprefix('population').strip(', ') or 'default'}, {t}T"
             table.add_column(f"{name}: ms", justify="right")
             table.add_column(f"{name}: vs K=1", justify="right")
+            table.add_column(f"{name}: floor ms", justify="right")
+            table.add_column(f"{name}: x floor", justify="right")
             if kw.get("compile"):
                 torch._dynamo.reset()  # compiled kernels are specialized on the thread count
             base = None
@@ -314,16 +363,193 @@ def scaling(
                         ds, population_config(epochs, model, **kw), configurations(k)
                     )
                     seconds = []
+                    tick = clock(t)
                     for _ in range(epochs):
-                        start = time.perf_counter()
+                        start = tick()
                         trainer.run_epoch()
-                        seconds.append(time.perf_counter() - start)
+                        seconds.append(tick() - start)
                     ms = 1e3 * statistics.median(seconds[1:]) / k
                     base = base or ms
-                    rows[k] += [f"{ms:.3f}", f"{base / ms:.1f}x"]
+                    bound = model_floor(ds, model, population_config(1, model).model_options,
+                                        k, rates)  # fmt: skip
+                    rows[k] += [f"{ms:.3f}", f"{base / ms:.1f}x",
+                                f"{1e3 * bound.seconds(t):.3f}",
+                                f"{bound.ratio(ms / 1e3, t):.1f}x"]  # fmt: skip
     for row in rows.values():
         table.add_row(*row)
     return table
+
+
+def plain_options(ds: Dataset, model: str) -> dict[str, Any]:
+    """The options the trainer gives `model` on `ds` (image shape, table sizes)."""
+    options = dict(OPTIONS_OF.get(model, {}))
+    if model == "cnn" and "input_shape" in ds.metadata:
+        options.setdefault("image_shape", tuple(ds.metadata["input_shape"]))
+    if model == "mf":
+        options.setdefault("n_users", ds.metadata["n_users"])
+        options.setdefault("n_items", ds.metadata["n_items"])
+    return options
+
+
+def train_plain(ds: Dataset, model: str, config: dict[str, Any], epochs: int) -> float:
+    """One configuration of a built-in model with plain torch (the module `build_model`
+    gives from the member's seed, torch.optim.Adam, the population's batches, validation after
+    every epoch); returns the best val accuracy (classification) or -RMSE (ratings)."""
+    n_out = (ds.n_classes or 2) if ds.task == "classification" else 1
+    torch.manual_seed(int(config["seed"]))
+    net = build_model(model, ds.n_features, n_out, **plain_options(ds, model))
+    opt = torch.optim.Adam(net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    sampler = BatchSampler(ds.n_train, batch_size=BATCH_OF.get(model, BATCH), seed=SEED)
+    classify = ds.task == "classification"
+    best = -float("inf")
+    for _ in range(epochs):
+        net.train()
+        for idx in sampler:
+            opt.zero_grad()
+            out = net(ds.X_train[idx])
+            y = ds.y_train[idx]
+            loss = F.cross_entropy(out, y) if classify else F.mse_loss(out[:, 0], y)
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            out = net(ds.X_val)
+            if classify:
+                F.cross_entropy(out, ds.y_val)
+                score = float((out.argmax(1) == ds.y_val).double().mean())
+            else:
+                score = -float(F.mse_loss(out[:, 0], ds.y_val).sqrt())
+        best = max(best, score)
+    return best
+
+
+def vs_sequential(
+    cases: Sequence[tuple[str, Dataset, str]], k: int, epochs: int, repeats: int,
+    rates: floor.Rates,
+) -> Table:  # fmt: skip
+    """Population vs the same K configurations one after another with plain torch, both with
+    1 thread and this process's CPU time, per trial-epoch, next to the floor."""
+    table = Table(
+        title=f"population vs sequential plain torch, K = {k}, {epochs} epochs, Adam (lr, weight "
+        f"decay), 1 thread, CPU ms per trial-epoch, median of {repeats}"
+    )
+    for col in ("model", "sequential ms", "population ms", "speed-up", "floor ms",
+                "sequential x floor", "population x floor", "best val: seq / pop"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "model" else "right")
+    configs = configurations(k)
+    for label, ds, model in cases:
+
+        def seq(ds: Dataset = ds, model: str = model) -> float:
+            return max(train_plain(ds, model, c, epochs) for c in configs)
+
+        def pop(ds: Dataset = ds, model: str = model) -> float:
+            trainer = train_population(ds, configs, epochs, model=model)
+            name = "val_accuracy" if ds.task == "classification" else "val_rmse"
+            curve = trainer.history.curve(name)
+            return float(curve.max()) if ds.task == "classification" else -float(curve.min())
+
+        with pinned(1):
+            train_plain(ds, model, configs[0], 1)  # warm-up
+            train_population(ds, configs[:2], 1, model=model)
+            times: dict[str, list[float]] = {"seq": [], "pop": []}
+            best: dict[str, float] = {}
+            for r in range(repeats):
+                for name, fn in ((("seq", seq), ("pop", pop)) if r % 2 == 0
+                                 else (("pop", pop), ("seq", seq))):  # fmt: skip
+                    start = time.process_time()
+                    best[name] = fn()
+                    times[name].append(time.process_time() - start)
+        ms = {n: 1e3 * statistics.median(t) / (k * epochs) for n, t in times.items()}
+        bound = model_floor(ds, model, OPTIONS_OF.get(model, {}), k, rates)
+        fmt = "{:.2%}" if ds.task == "classification" else "RMSE {:.4f}"
+        sign = 1 if ds.task == "classification" else -1
+        table.add_row(
+            label,
+            f"{ms['seq']:.2f}",
+            f"{ms['pop']:.2f}",
+            f"{ms['seq'] / ms['pop']:.1f}x",
+            f"{1e3 * bound.seconds(1):.3f}",
+            f"{bound.ratio(ms['seq'] / 1e3, 1):.1f}x",
+            f"{bound.ratio(ms['pop'] / 1e3, 1):.1f}x",
+            f"{fmt.format(sign * best['seq'])} / {fmt.format(sign * best['pop'])}",
+        )
+    return table
+
+
+PROFILE_GEMM = ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_linear_pointwise",
+                "convolution", "_convolution", "mkldnn_convolution", "conv2d",
+                "_slow_conv2d_forward", "_slow_conv2d_backward", "convolution_backward",
+                "mkldnn_linear", "_mkl_linear")  # fmt: skip
+PROFILE_ALLOC = ("empty", "empty_strided", "empty_like", "zeros", "zeros_like", "resize_",
+                 "new_empty", "new_zeros", "new_empty_strided", "ones", "full")  # fmt: skip
+PROFILE_VIEWS = ("view", "reshape", "as_strided", "transpose", "t", "unsqueeze", "squeeze",
+                 "expand", "permute", "select", "slice", "detach", "alias", "_unsafe_view",
+                 "unbind", "split", "narrow", "flatten", "contiguous", "lift_fresh",
+                 "result_type", "_has_compatible_shallow_copy_type", "item",
+                 "_local_scalar_dense", "is_nonzero", "to", "_to_copy")  # fmt: skip
+
+
+def profile_split(events: Any, total_us: float) -> dict[str, float]:
+    """Self CPU microseconds per category of a torch.profiler `key_averages()` over a run of
+    `total_us` CPU microseconds: GEMM, elementwise (every other aten computing op),
+    allocation, Python/dispatch (views and metadata ops, autograd and Python function
+    frames, and the time no operator accounts for)."""
+    split = dict.fromkeys(("GEMM", "elementwise", "allocation", "Python/dispatch"), 0.0)
+    for e in events:
+        name = e.key
+        op = name.split("::", 1)[1] if "::" in name else None
+        us = float(e.self_cpu_time_total)
+        if op is None:
+            split["Python/dispatch"] += us  # autograd nodes, Optimizer.step frames, ...
+        elif op in PROFILE_GEMM:
+            split["GEMM"] += us
+        elif op in PROFILE_ALLOC:
+            split["allocation"] += us
+        elif op in PROFILE_VIEWS:
+            split["Python/dispatch"] += us
+        else:
+            split["elementwise"] += us
+    split["Python/dispatch"] += max(0.0, total_us - sum(split.values()))
+    return split
+
+
+def profile_table(ds: Dataset, k: int = 64, epochs: int = 2, rows: int = 15) -> list[Table]:
+    """torch.profiler over one epoch of the MLP at population size `k` (1 thread, after an
+    untimed first epoch): the split by category and the top operators by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with pinned(1):
+        trainer = PopulationTrainer(ds, population_config(epochs + 1), configurations(k))
+        trainer.run_epoch()
+        start = time.process_time()
+        trainer.run_epoch()
+        plain = time.process_time() - start
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.process_time()
+            trainer.run_epoch()
+            total = time.process_time() - start
+    events = prof.key_averages()
+    split = profile_split(events, 1e6 * total)
+    steps = trainer.sampler.num_batches
+    opt = sum(float(e.cpu_time_total) for e in events if e.key.startswith("Optimizer.step"))
+    first = Table(
+        title=f"profile of one epoch of the MLP {ds.n_features}-{HIDDEN}-10 at K = {k} "
+        f"({steps} steps + validation), 1 thread: {1e3 * plain:.1f} CPU ms unprofiled, "
+        f"{1e3 * total:.1f} ms under the profiler; optimizer steps (their kernels included) "
+        f"{opt / 1e3:.1f} ms = {100 * opt / 1e6 / total:.0f}%"
+    )
+    first.add_column("category")
+    first.add_column("ms", justify="right")
+    first.add_column("share", justify="right")
+    for name, us in split.items():
+        first.add_row(name, f"{us / 1e3:.1f}", f"{100 * us / (1e6 * total):.0f}%")
+    top = Table(title="top operators by self CPU time")
+    for col in ("operator", "calls", "self ms", "share"):
+        top.add_column(col, justify="left" if col == "operator" else "right")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:rows]:
+        top.add_row(e.key, str(e.count), f"{e.self_cpu_time_total / 1e3:.2f}",
+                    f"{100 * e.self_cpu_time_total / (1e6 * total):.1f}%")  # fmt: skip
+    return [first, top]
 
 
 def fashion_subset(n_train: int, n_val: int) -> Dataset:
@@ -348,37 +574,72 @@ def main(
     threads: Sequence[int] = (1, 2),
     seq_configs: int = 64,
     scaling_tables: bool = True,
+    profile: bool = False,
+    sequential: bool = True,
 ) -> None:
     # compile=True compiles the optimizer step once per shape set (K) and thread count
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough for the tables
-        console = Console(width=200)
+        console = Console(width=240)
+    rates = floor.measure(sorted(set(threads) | {1, 2}), repeats=3 if quick else 7)
+    console.print(f"measured floor rates: {rates.describe()}")
     digits = load_dataset("digits", seed=SEED)
+    if profile:
+        for table in profile_table(digits, k=16 if quick else 64):
+            console.print(table)
+        return
     k, epochs = (16, 5) if quick else (64, 20)
-    console.print(headline(digits, k, epochs, repeats, threads, seq_configs))
+    console.print(headline(digits, k, epochs, repeats, threads, seq_configs, rates))
+    if sequential:
+        cases: list[tuple[str, Dataset, str]] = []
+        if cnn:
+            images = fashion_subset(cnn_train // 4 if quick else cnn_train, cnn_val)
+            cases.append((f"CNN conv 16-32, Fashion-MNIST {images.n_train} images", images, "cnn"))
+        ratings = movielens_subset(5000 if quick else None)
+        if ratings is not None:
+            cases.append((f"MF dim 16, MovieLens {ratings.n_train} ratings", ratings, "mf"))
+        if cases:
+            console.print(vs_sequential(cases, 4 if quick else 16, 1 if quick else 3,
+                                        1 if quick else repeats, rates))  # fmt: skip
     if not scaling_tables:
         return
     k_list = K_LIST[:3] if quick else K_LIST
     title = (
         f"population scaling: MLP {digits.n_features}-{HIDDEN}-10 on digits "
         f"({digits.n_train} training rows, batch {BATCH}); ms per trial-epoch, median of "
-        "epochs 2-4 (T = threads)"
+        "epochs 2-4 (T = threads; 1T: CPU time, 2T: wall time), floor and measured / floor"
     )
     variants = ["population", "population, compile"]
-    console.print(scaling(title, digits, "mlp", k_list, threads, 4, variants))
+    console.print(scaling(title, digits, "mlp", k_list, threads, 2 if quick else 4, variants,
+                          rates))  # fmt: skip
     if cnn:
         images = fashion_subset(cnn_train // 4 if quick else cnn_train, cnn_val)
         title = (
             f"population scaling: CNN conv 16-32 on Fashion-MNIST, a subset of {images.n_train} "
             f"training / {images.n_val} validation images, batch {BATCH}; ms per trial-epoch "
-            "of epoch 2 (T = threads)"
+            "of epoch 2 (T = threads), floor and measured / floor"
         )
-        console.print(scaling(title, images, "cnn", k_list, threads, 2, ["population"]))
+        console.print(scaling(title, images, "cnn", k_list, threads, 2, ["population"], rates))
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def movielens_subset(n_train: int | None) -> Dataset | None:
+    """MovieLens ratings (the first `n_train` training ratings, all when None), or None
+    when the dataset is not installed."""
+    try:
+        ds = load_dataset("movielens", seed=SEED)
+    except Exception as error:
+        print(f"bench_train: MovieLens skipped ({error})")
+        return None
+    if n_train is None:
+        return ds
+    return dataclasses.replace(ds, X_train=ds.X_train[:n_train], y_train=ds.y_train[:n_train],
+                               X_val=ds.X_val[:n_train], y_val=ds.y_val[:n_train])  # fmt: skip
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks train",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="16 configurations, 5 epochs")
     parser.add_argument("--no-cnn", action="store_true", help="skip the Fashion-MNIST CNN")
@@ -390,8 +651,22 @@ if __name__ == "__main__":
         help="time the 1-process sequential run on the first N configurations only",
     )  # fmt: skip
     parser.add_argument("--no-scaling", action="store_true", help="only the headline table")
-    args = parser.parse_args()
+    parser.add_argument("--no-sequential", action="store_true",
+                        help="skip the CNN / MF rows against sequential torch")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="only the torch.profiler split of an MLP epoch at K = 64")  # fmt: skip
+    return parser
+
+
+def cli(argv: Sequence[str]) -> None:
+    args = parser().parse_args(list(argv))
     main(
         args.repeats, args.quick, not args.no_cnn, args.cnn_train, args.cnn_val, args.threads,
-        args.seq_configs, not args.no_scaling,
+        args.seq_configs, not args.no_scaling, args.profile, not args.no_sequential,
     )  # fmt: skip
+
+
+if __name__ == "__main__":
+    import sys
+
+    cli(sys.argv[1:])
