@@ -56,28 +56,38 @@ def _matmul_nt(a: Tensor, b: Tensor) -> Tensor:
 class _SharedDense(torch.autograd.Function):
     """``W x^T + b`` -> ``[K*out, B]`` for stacked weights ``W [K*out, in]`` and an input ``x
     [B, in]`` shared by all members, both products (forward, and the weight gradient
-    ``grad @ x``) through oneDNN. A double backward (``create_graph=True``) differentiates
-    plain torch products instead."""
+    ``grad @ x``) through oneDNN. With ``relu=True`` the ReLU runs in place on the product
+    (no second ``[K*out, B]`` tensor, one pass fewer) and the backward masks the gradient by
+    the output, as ``torch.relu``'s backward does: the same values bit for bit as
+    ``relu(W x^T + b)`` computed in two steps. A double backward (``create_graph=True``)
+    differentiates plain torch products instead."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, weight: Tensor, bias: Tensor | None, x: Tensor, relu: bool = False) -> Tensor:  # type: ignore[override]
         z = _matmul_nt(weight, x)
         if bias is not None:
             z += bias.unsqueeze(1)
-        ctx.save_for_backward(weight, x)
+        if relu:
+            z.clamp_min_(0)
+            ctx.save_for_backward(weight, x, z)
+        else:
+            ctx.save_for_backward(weight, x)
+        ctx.relu = relu
         return z
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        weight, x = ctx.saved_tensors
-        need_w, need_b, need_x = ctx.needs_input_grad
+        weight, x, *out = ctx.saved_tensors
+        if ctx.relu:
+            grad = torch.ops.aten.threshold_backward(grad, out[0], 0)
+        need_w, need_b, need_x = ctx.needs_input_grad[:3]
         fast = not torch.is_grad_enabled() and _onednn_applies(grad, x)
         grad_w = grad_x = None
         if need_w:
             grad_w = _matmul_nt(grad.contiguous(), x.T) if fast else grad @ x
         if need_x:
             grad_x = grad.T @ weight
-        return grad_w, grad.sum(1) if need_b else None, grad_x
+        return grad_w, grad.sum(1) if need_b else None, grad_x, None
 
 
 def _onednn_applies(*tensors: Tensor) -> bool:
@@ -89,20 +99,24 @@ def _onednn_applies(*tensors: Tensor) -> bool:
     )
 
 
-def dense(h: Tensor, weight: Tensor, bias: Tensor | None, shared: bool) -> Tensor:
+def dense(
+    h: Tensor, weight: Tensor, bias: Tensor | None, shared: bool, relu: bool = False
+) -> Tensor:
     """Stacked linear layer: shared ``h [B, in]`` or feature-major ``h [K, in, B]`` ->
-    ``[K, out, B]`` with ``weight [K, out, in]`` and ``bias [K, out]``."""
+    ``[K, out, B]`` with ``weight [K, out, in]`` and ``bias [K, out]``. With ``relu=True`` the
+    ReLU is applied in place on the shared oneDNN product (elsewhere as ``torch.relu``)."""
     k, n_out, n_in = weight.shape
     if shared:
         flat = weight.reshape(k * n_out, n_in)
         if _onednn_applies(flat, h) and (bias is None or bias.dtype == torch.float32):
-            z = _SharedDense.apply(flat, None if bias is None else bias.reshape(-1), h)
+            b = None if bias is None else bias.reshape(-1)
+            z = _SharedDense.apply(flat, b, h, relu)
+            return z.view(k, n_out, -1)
         else:
             z = flat @ h.T if bias is None else torch.addmm(bias.reshape(-1, 1), flat, h.T)
-        return z.view(k, n_out, -1)
-    if bias is None:
-        return torch.bmm(weight, h)
-    return torch.baddbmm(bias.unsqueeze(-1), weight, h)
+        return (torch.relu(z) if relu else z).view(k, n_out, -1)
+    z = torch.bmm(weight, h) if bias is None else torch.baddbmm(bias.unsqueeze(-1), weight, h)
+    return torch.relu(z) if relu else z
 
 
 def batch_norm(
@@ -136,13 +150,19 @@ def dense_block(
     dropout: Tensor | None,
 ) -> Tensor:
     """One :class:`DenseBlock` on feature-major activations (see the module docstring)."""
-    z = dense(h, params[prefix + "linear.weight"], params.get(prefix + "linear.bias"), shared)
+    weight, bias = params[prefix + "linear.weight"], params.get(prefix + "linear.bias")
+    fuse = (
+        shared and block.norm is None and block.activation == "relu"
+        and _onednn_applies(weight, h) and (bias is None or bias.dtype == torch.float32)
+    )  # fmt: skip
+    z = dense(h, weight, bias, shared, relu=fuse)
     if block.norm is not None:
         k, width, n = z.shape
         z = batch_norm(
             z.reshape(1, k * width, n), params, buffers, prefix + "norm.", block.norm, train
         ).view(k, width, n)
-    z = activation_function(block.activation)(z)
+    if not fuse:
+        z = activation_function(block.activation)(z)
     if dropout is not None:
         z = z * dropout
     if block.skip_kind == "identity":
@@ -205,8 +225,127 @@ class GroupedMLP(GroupedModel):
         return head(h, params, shared=shared)
 
 
+class _RowsLinear(torch.autograd.Function):
+    """``x W^T + b`` (optionally ReLU'd in place) for rows ``x [N, in]`` that need no gradient
+    (im2col columns of the data), through oneDNN with the bias and the ReLU fused; the weight
+    gradient is one ``grad^T x`` product. A double backward differentiates plain products."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, bias: Tensor | None, x: Tensor, relu: bool) -> Tensor:  # type: ignore[override]
+        z = _ONEDNN_LINEAR(x, weight, bias, "relu" if relu else "none", [], "")  # type: ignore[misc]
+        ctx.save_for_backward(z if relu else None, x)
+        ctx.relu = relu
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        out, x = ctx.saved_tensors
+        if ctx.relu:
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        need_w, need_b = ctx.needs_input_grad[:2]
+        grad_w = grad.T @ x if need_w else None
+        return grad_w, grad.sum(0) if need_b else None, None, None
+
+
+#: how a convolution of K members runs (see `conv_members`); "auto" picks per shape
+CONV_VARIANTS = ("auto", "grouped", "grouped_nchw", "im2col", "loop")
+
+
+def pick_conv(shared: bool, c_in: int, kernel: int, dtype: torch.dtype) -> str:
+    """The variant "auto" runs (measured in benchmarks/bench_models.py on CPU, float32, 1 and
+    2 threads): a convolution of the shared input with few input taps (``c_in * k * k`` up to
+    64, e.g. the first layer on 1x28x28 images) as one im2col GEMM with the K*C_out filters
+    stacked (oneDNN's grouped/direct kernels ran it 10x below the GEMM rate and left an NCHW
+    output to convert); every other one as one channels-last conv with ``groups=K``
+    (the batched im2col + bmm variant materializes a 9x larger column tensor and measured
+    4-6x slower; a loop of K convs measured 1.3-2x slower)."""
+    if shared and c_in * kernel * kernel <= 64:
+        return "im2col"
+    return "grouped"
+
+
+def conv_members(
+    z: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: int,
+    *,
+    shared: bool,
+    variant: str = "auto",
+    relu: bool = False,
+) -> tuple[Tensor, bool]:
+    """K members' stride-1 convolutions with "same" padding: ``z`` is the shared input ``[B,
+    C, H, W]`` (`shared`) or the members' inputs ``[B, K*C, H, W]`` (member k's channels in
+    block k), ``weight [K, C_out, C, kh, kw]``, ``bias [K, C_out]``; returns ``([B, K*C_out, H,
+    W], relu_applied)``. Variants (all the same convolution; they differ in rounding only):
+
+    * ``grouped``: one ``F.conv2d`` (``groups=K``, or K*C_out filters on a shared input) on
+      channels-last tensors; ``grouped_nchw``: the same in the default memory format;
+    * ``im2col``: ``F.unfold`` then one GEMM ``[B*H*W, C*kh*kw] x [C*kh*kw, K*C_out]`` (shared
+      input) or a ``bmm`` over members (per-member inputs); on a shared float32 CPU input the
+      product goes through oneDNN with the bias (and a following ReLU, when `relu`) fused, and
+      its ``[B*H*W, K*C_out]`` result is the channels-last layout as it is;
+    * ``loop``: one plain ``F.conv2d`` per member (what K separate models compute).
+    """
+    k, c_out, c_in, kh, kw = weight.shape
+    n, _, height, width = z.shape
+    if variant == "auto":
+        variant = pick_conv(shared, c_in, kh, z.dtype)
+    if variant == "im2col":
+        cols = F.unfold(z, (kh, kw), padding=padding)  # [B, C*kh*kw (or K*C*kh*kw), H*W]
+        if shared:
+            rows = cols.transpose(1, 2).reshape(n * height * width, c_in * kh * kw)
+            flat = weight.reshape(k * c_out, c_in * kh * kw)
+            b = None if bias is None else bias.reshape(-1)
+            fast = _onednn_applies(rows, flat) and (b is None or b.dtype == torch.float32)
+            if fast:
+                out = _RowsLinear.apply(flat, b, rows, relu)
+                applied = relu
+            else:
+                out = rows @ flat.T if b is None else torch.addmm(b, rows, flat.T)
+                applied = False
+            return out.view(n, height, width, k * c_out).permute(0, 3, 1, 2), applied
+        taps = c_in * kh * kw  # [B, K, taps, HW] -> [K, taps, B*HW]
+        cols = cols.view(n, k, taps, height * width).permute(1, 2, 0, 3).reshape(k, taps, -1)
+        flat = weight.reshape(k, c_out, taps)
+        out = (
+            torch.bmm(flat, cols) if bias is None else torch.baddbmm(bias.unsqueeze(-1), flat, cols)
+        )
+        out = out.view(k, c_out, n, height, width).permute(2, 0, 1, 3, 4)
+        return out.reshape(n, k * c_out, height, width), False
+    if variant == "loop":
+        parts = z.view(n, 1 if shared else k, c_in, height, width)
+        outs = [
+            F.conv2d(parts[:, 0 if shared else m], weight[m],
+                     None if bias is None else bias[m], padding=padding)
+            for m in range(k)
+        ]  # fmt: skip
+        return torch.cat(outs, 1), False
+    if variant not in ("grouped", "grouped_nchw"):
+        raise ValueError(f"variant: expected one of {', '.join(CONV_VARIANTS)}, got {variant!r}")
+    fmt = torch.channels_last if variant == "grouped" else torch.contiguous_format
+    out = F.conv2d(
+        z.contiguous(memory_format=fmt),
+        weight.reshape(-1, c_in, kh, kw),
+        None if bias is None else bias.reshape(-1),
+        padding=padding,
+        groups=1 if shared else k,
+    )
+    return out.contiguous(memory_format=fmt), False  # a copy only after C_in = 1
+
+
 class GroupedCNN(GroupedModel):
-    def __init__(self, model: SmallCNN) -> None:
+    #: the convolution variant of every layer (see `conv_members`); "auto" picks per shape
+    conv_variant = "auto"
+
+    def __init__(self, model: SmallCNN, conv_variant: str | None = None) -> None:
+        if conv_variant is not None:
+            if conv_variant not in CONV_VARIANTS:
+                raise ValueError(
+                    f"conv_variant: expected one of {', '.join(CONV_VARIANTS)}, got "
+                    f"{conv_variant!r}"
+                )
+            self.conv_variant = conv_variant
         self.model = model
         self.convs = list(model.convs)
         self.blocks: list[DenseBlock] = list(model.blocks)  # type: ignore[arg-type]
@@ -225,28 +364,29 @@ class GroupedCNN(GroupedModel):
         k = params["head.weight"].shape[0]
         if per_member:  # [K, B, ...] -> [B, K*C, H, W], member k's channels in block k
             z = x.reshape(k, n, c, height, width).transpose(0, 1).reshape(n, k * c, height, width)
-            groups = k
         else:
-            z, groups = x.reshape(n, c, height, width), 1
+            z = x.reshape(n, c, height, width)
         # channels-last (NHWC): max pooling vectorizes over the K*C channels (forward on
-        # [64, 80, 28, 28] in float32, one thread: 2.4 ms vs 21 ms on NCHW); a conv on a
-        # channels-last input gives a channels-last output, except from one input channel
-        z = z.contiguous(memory_format=torch.channels_last)
+        # [64, 80, 28, 28] in float32, one thread: 2.4 ms vs 21 ms on NCHW)
+        shared = not per_member
         for i, block in enumerate(self.convs):
             prefix = f"convs.{i}."
-            w = params[prefix + "conv.weight"]
-            bias = params.get(prefix + "conv.bias")
-            z = F.conv2d(
+            relu = block.norm is None and block.activation == "relu"
+            z, applied = conv_members(
                 z,
-                w.reshape(-1, *w.shape[2:]),
-                None if bias is None else bias.reshape(-1),
-                padding=block.conv.padding,
-                groups=groups,
-            ).contiguous(memory_format=torch.channels_last)  # a copy only after C_in = 1
+                params[prefix + "conv.weight"],
+                params.get(prefix + "conv.bias"),
+                cast(int, block.conv.padding[0]),  # type: ignore[index]
+                shared=shared,
+                variant=self.conv_variant,
+                relu=relu,
+            )
             if block.norm is not None:
                 z = batch_norm(z, params, buffers, prefix + "norm.", block.norm, train)
-            z = F.max_pool2d(activation_function(block.activation)(z), 2)
-            groups = k
+            if not applied:
+                z = activation_function(block.activation)(z)
+            z = F.max_pool2d(z, 2)
+            shared = False
         h = z.reshape(n, k, -1).permute(1, 2, 0)  # [K, features, B]
         masks = iter(dropout or ())
         if self.model.dropout is not None and dropout is not None:
