@@ -24,6 +24,7 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -74,6 +75,20 @@ class PopulationBasedTraining:
         if self.mode not in (None, "min", "max"):
             raise ValueError(f"mode: expected 'min' or 'max', got {self.mode!r}")
 
+    def mutation_spec(self) -> Mapping[str, Any] | None:
+        """The names this scheduler mutates and their ranges or choices."""
+        return self.hyperparam_mutations
+
+    def explorer(self, mutations: Mapping[str, Mutation]) -> Any:
+        """The explore step: random perturbation (PB2 overrides it with its GP bandit)."""
+        return RandomExplore(self, mutations)
+
+    def with_space(self, mutable: Mapping[str, Param]) -> PopulationBasedTraining:
+        """This scheduler with a search space's ranges as its default mutations."""
+        if self.hyperparam_mutations is None:
+            return replace(self, hyperparam_mutations=dict(mutable))
+        return self
+
 
 @dataclass
 class Perturbation:
@@ -101,6 +116,10 @@ class PBTResult:
     perturbations: list[Perturbation] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     trainer: PopulationTrainer | None = None
+    #: each member's configuration at the start (the trainer's member form, with its seed)
+    initial: list[dict[str, Any]] = field(default_factory=list)
+    #: each member's score after every epoch it ran (the score of the state it held)
+    curves: list[list[float]] = field(default_factory=list)
 
     @property
     def best_member(self) -> int:
@@ -209,8 +228,96 @@ def _write(trainer: PopulationTrainer, k: int, flat: Mapping[str, Any]) -> None:
     trainer.set_member(k, values)
 
 
-def run_pbt(trainer: PopulationTrainer, pbt: PopulationBasedTraining) -> PBTResult:
-    """Train `trainer` to its end with PBT on its members (see the module docstring)."""
+class RandomExplore:
+    """PBT's explore (Ray Tune's ``_explore``): perturb or resample each mutated name."""
+
+    def __init__(self, scheduler: PopulationBasedTraining, mutations: Mapping[str, Mutation]):
+        self.scheduler, self.mutations = scheduler, mutations
+
+    def observe(self, epoch: int, configs: list[dict[str, Any]], changes: list[float]) -> None:
+        """PB2's data; random explore learns nothing."""
+
+    def __call__(self, epoch: int, config: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+        s = self.scheduler
+        return explore(config, self.mutations, rng, s.resample_probability,
+                       s.perturbation_factors, s.custom_explore_fn)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+class _Loop:
+    """The PBT loop's own state, beside the trainer's: random draws, the last perturbation
+    epoch, each member's segment, parent and score at the last perturbation, the lineage and
+    the score curves. `state_dict` is checkpointed with the trainer's, in one file."""
+
+    def __init__(self, trainer: PopulationTrainer, pbt: PopulationBasedTraining,
+                 result: PBTResult, explorer: Any) -> None:  # fmt: skip
+        k = trainer.k
+        self.rng = random.Random(pbt.seed)
+        self.result, self.explorer = result, explorer
+        self.starts: list[int] = [0] * k
+        self.parents: list[int | None] = [None] * k
+        self.segment = [0] * k
+        self.last = 0
+        self.previous: list[float] = [math.nan] * k  # score at the last perturbation
+
+    def state_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "rng": self.rng.getstate(), "starts": list(self.starts),
+            "parents": list(self.parents), "segment": list(self.segment), "last": self.last,
+            "previous": list(self.previous), "configs": [dict(c) for c in r.configs],
+            "scores": list(r.scores), "curves": [list(c) for c in r.curves],
+            "segments": [dict(s) for s in r.segments],
+            "perturbations": [vars(p).copy() for p in r.perturbations],
+            "explorer": self.explorer.state_dict(),
+        }  # fmt: skip
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        r = self.result
+        self.rng.setstate(state["rng"])
+        self.starts, self.parents = list(state["starts"]), list(state["parents"])
+        self.segment, self.last = list(state["segment"]), int(state["last"])
+        self.previous = list(state["previous"])
+        r.configs = [dict(c) for c in state["configs"]]
+        r.scores, r.curves = list(state["scores"]), [list(c) for c in state["curves"]]
+        r.segments = [dict(s) for s in state["segments"]]
+        r.perturbations = [Perturbation(**p) for p in state["perturbations"]]
+        self.explorer.load_state_dict(state["explorer"])
+
+
+def save_pbt_checkpoint(path: Any, trainer: PopulationTrainer, loop_state: dict[str, Any]) -> None:
+    """The trainer's state and the PBT loop's, in one file written atomically."""
+    import torch
+
+    from optimkit.outputs import atomic_save
+
+    state = {"trainer": trainer.state_dict(), "pbt": loop_state}
+    atomic_save(path, lambda tmp: torch.save(state, tmp))
+
+
+def run_pbt(
+    trainer: PopulationTrainer,
+    pbt: PopulationBasedTraining,
+    *,
+    checkpoint: Any = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> PBTResult:
+    """Train `trainer` to its end with PBT on its members (see the module docstring).
+
+    With `checkpoint` (a path) and `checkpoint_every` N, the trainer's and the loop's state
+    (its random.Random state, last perturbation epoch, lineage) are written there atomically
+    every N epochs, after that epoch's perturbations; `resume=True` continues from that file
+    (when it exists), and the run ends exactly as an uninterrupted one with the same seed.
+    `on_epoch(epoch, epochs)` is called after each epoch (a progress bar)."""
+    if checkpoint_every is not None and (checkpoint is None or checkpoint_every < 1):
+        raise ValueError("checkpoint_every: expected an int >= 1 and a checkpoint path")
     metric = pbt.metric or trainer.config.monitor
     key = metric.removeprefix("val_")
     if key != "loss" and key not in trainer.metrics:
@@ -218,7 +325,7 @@ def run_pbt(trainer: PopulationTrainer, pbt: PopulationBasedTraining) -> PBTResu
                          f"{', '.join(f'val_{n}' for n in trainer.metrics)}")  # fmt: skip
     mode = pbt.mode or ("max" if key != "loss" and trainer.metrics[key].greater_is_better
                         else "min")  # fmt: skip
-    spec = pbt.hyperparam_mutations
+    spec = pbt.mutation_spec()
     if not spec:
         raise ValueError("hyperparam_mutations: expected at least one name to mutate")
     mutations = {k: _mutation(k, v) for k, v in spec.items()}
@@ -228,16 +335,25 @@ def run_pbt(trainer: PopulationTrainer, pbt: PopulationBasedTraining) -> PBTResu
             raise ValueError(f"hyperparam_mutations.{name}: not a per-member value of this run; "
                              f"valid: {', '.join(sorted(configs[0]))}")  # fmt: skip
     configs = [{n: c[n] for n in mutations} for c in configs]
-    rng = random.Random(pbt.seed)
-    result = PBTResult(metric, mode, configs, [math.nan] * trainer.k, trainer=trainer)
-    starts: list[int] = [0] * trainer.k
-    parents: list[int | None] = [None] * trainer.k
-    segment = [0] * trainer.k
-    last = 0
+    result = PBTResult(metric, mode, configs, [math.nan] * trainer.k, trainer=trainer,
+                       initial=[dict(m) for m in trainer.members],
+                       curves=[[] for _ in range(trainer.k)])  # fmt: skip
+    loop = _Loop(trainer, pbt, result, pbt.explorer(mutations))
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        import torch
+
+        state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
+        if "pbt" not in state:
+            raise ValueError(f"checkpoint: {str(checkpoint)!r} is not a PBT checkpoint")
+        trainer.load_state_dict(state["trainer"])
+        loop.load_state_dict(state["pbt"])
+        result.initial = [dict(m) for m in state["pbt"].get("initial", result.initial)]
+    sign = 1.0 if mode == "max" else -1.0
 
     def close(k: int, epoch: int, score: float) -> None:
-        result.segments.append({"member": k, "segment": segment[k], "start_epoch": starts[k],
-                                "end_epoch": epoch, "parent": parents[k], **configs[k],
+        result.segments.append({"member": k, "segment": loop.segment[k],
+                                "start_epoch": loop.starts[k], "end_epoch": epoch,
+                                "parent": loop.parents[k], **result.configs[k],
                                 metric: score})  # fmt: skip
 
     while bool(trainer.active.any()):
@@ -248,29 +364,52 @@ def run_pbt(trainer: PopulationTrainer, pbt: PopulationBasedTraining) -> PBTResu
         for k in range(trainer.k):
             if bool(running[k]):
                 result.scores[k] = raw[k]
-        if epoch < pbt.burn_in_period or epoch - last < pbt.perturbation_interval:
-            continue
-        last = epoch
-        sign = 1.0 if mode == "max" else -1.0
-        live = {k: sign * raw[k] for k in range(trainer.k)
-                if bool(trainer.active[k]) and math.isfinite(raw[k])}  # fmt: skip
-        bottom, top = quantiles(live, pbt.quantile_fraction)
-        for dst in bottom:
-            src = rng.choice(top)
-            new = explore(configs[src], mutations, rng, pbt.resample_probability,
-                          pbt.perturbation_factors, pbt.custom_explore_fn)  # fmt: skip
-            close(dst, epoch, raw[dst])
-            result.perturbations.append(Perturbation(epoch, dst, src, raw[dst], raw[src],
-                                                     dict(configs[dst]), dict(new)))  # fmt: skip
-            trainer.copy_member(src, dst)
-            _write(trainer, dst, new)
-            configs[dst] = dict(new)
-            starts[dst], parents[dst], segment[dst] = epoch, src, segment[dst] + 1
+                result.curves[k].append(raw[k])
+        if not (epoch < pbt.burn_in_period or epoch - loop.last < pbt.perturbation_interval):
+            _perturb(trainer, pbt, loop, epoch, raw, sign, close)
+        if checkpoint_every and epoch % checkpoint_every == 0 and bool(trainer.active.any()):
+            save_pbt_checkpoint(checkpoint, trainer, {**loop.state_dict(),
+                                                      "initial": result.initial})  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(epoch, trainer.config.epochs)
     trainer.fit()  # finalizes: kept weights in place, test metrics
     for k in range(trainer.k):
         close(k, int(trainer.member_epochs[k]), result.scores[k])
     result.segments.sort(key=lambda r: (r["member"], r["segment"]))
     return result
+
+
+def _perturb(
+    trainer: PopulationTrainer,
+    pbt: PopulationBasedTraining,
+    loop: _Loop,
+    epoch: int,
+    raw: list[float],
+    sign: float,
+    close: Callable[..., None],
+) -> None:
+    """One synchronous perturbation: rank, tell the explorer, exploit and explore."""
+    result = loop.result
+    loop.last = epoch
+    live = {k: sign * raw[k] for k in range(trainer.k)
+            if bool(trainer.active[k]) and math.isfinite(raw[k])}  # fmt: skip
+    seen = [k for k in live if math.isfinite(loop.previous[k])]
+    changes = [sign * (raw[k] - loop.previous[k]) for k in seen]
+    loop.explorer.observe(epoch, [dict(result.configs[k]) for k in seen], changes)
+    bottom, top = quantiles(live, pbt.quantile_fraction)
+    loop.previous = list(raw)
+    for dst in bottom:
+        src = loop.rng.choice(top)
+        new = loop.explorer(epoch, result.configs[src], loop.rng)
+        close(dst, epoch, raw[dst])
+        result.perturbations.append(Perturbation(epoch, dst, src, raw[dst], raw[src],
+                                                 dict(result.configs[dst]), dict(new)))  # fmt: skip
+        trainer.copy_member(src, dst)
+        _write(trainer, dst, new)
+        result.configs[dst] = dict(new)
+        loop.previous[dst] = raw[src]
+        loop.starts[dst], loop.parents[dst] = epoch, src
+        loop.segment[dst] += 1
 
 
 def pbt(
@@ -280,17 +419,18 @@ def pbt(
     *,
     population: int = 8,
     scheduler: PopulationBasedTraining | None = None,
+    **run_options: Any,
 ) -> PBTResult:
     """PBT of `population` members drawn from `space` (one optimizer; its searched
-    per-member names are the default ``hyperparam_mutations``) on `dataset`."""
+    per-member names are the default ``hyperparam_mutations``) on `dataset`. `run_options`
+    go to `run_pbt` (checkpoint, checkpoint_every, resume, on_epoch)."""
     scheduler = scheduler or PopulationBasedTraining()
     for name in space.params:
         if name in SHAPE_KEYS:
             raise ValueError(f"space.{name}: searched, but it changes the population's shapes; "
                              "fix it for a PBT run")  # fmt: skip
     mutable = {n: p for n, p in space.params.items() if n != "seed"}
-    if scheduler.hyperparam_mutations is None:
-        scheduler = replace(scheduler, hyperparam_mutations=mutable)
+    scheduler = scheduler.with_space(mutable)
     rng = random.Random(scheduler.seed)
     members = []
     for k in range(population):
@@ -308,4 +448,4 @@ def pbt(
     config = replace(config, optimizer=optimizer, model_options=options,
                      batch_size=fixed.get("batch_size", config.batch_size),
                      schedule=fixed.get("schedule", config.schedule))  # fmt: skip
-    return run_pbt(PopulationTrainer(dataset, config, members), scheduler)
+    return run_pbt(PopulationTrainer(dataset, config, members), scheduler, **run_options)
