@@ -105,7 +105,13 @@ def _build(name: str, theta: Tensor, lrs: list[float], max_iter: int = 1):
 
 
 def _one_model_curve(
-    name: str, problem: str, X: Tensor, y: Tensor, f_star: float, lr: float, steps: int,
+    name: str,
+    problem: str,
+    X: Tensor,
+    y: Tensor,
+    f_star: float,
+    lr: float,
+    steps: int,
     C: float,
 ) -> tuple[np.ndarray, float]:
     """L-BFGS / Newton: the gap after t iterations is that of a fresh run of step() with
@@ -139,8 +145,15 @@ def _one_model_curve(
 
 
 def run_optimizer(
-    name: str, problem: str, X: Tensor, y: Tensor, f_star: float, lrs: list[float],
-    steps: int, hp: dict[str, Any], stop_at: float | None = None,
+    name: str,
+    problem: str,
+    X: Tensor,
+    y: Tensor,
+    f_star: float,
+    lrs: list[float],
+    steps: int,
+    hp: dict[str, Any],
+    stop_at: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """Train K = len(lrs) members from zero for `steps` steps; returns (gaps [K, steps + 1]:
     f(w_t) - f* after t steps, at the evaluation point of schedule-free methods; seconds).
