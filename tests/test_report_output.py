@@ -162,7 +162,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path):
     target = tmp_path / "report.html"
     target.write_text("old report")
     with pytest.raises(TypeError):
-        atomic_write(target, "not bytes")  # type: ignore[arg-type]
+        atomic_write(target, 12345)  # type: ignore[arg-type]
     assert target.read_text() == "old report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 

@@ -14,8 +14,6 @@ import html
 import importlib.util
 import io
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,11 +69,12 @@ class App:
 
 def write_app_report(result: AppResult, out: Path) -> dict[str, Path]:
     """Write results.json, table.csv, figures/<name>.png and report.html into `out`, all at
-    once (a temporary folder renamed into place: nothing half-written is left)."""
+    once (`optimkit.outputs.atomic_folder`: a temporary folder renamed into place, nothing
+    half-written is left)."""
+    from optimkit.outputs import atomic_folder
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / "figures").mkdir()
         pngs: dict[str, bytes] = {}
         for name, fig in result.figures.items():
@@ -93,12 +92,6 @@ def write_app_report(result: AppResult, out: Path) -> dict[str, Path]:
         }
         (tmp / "results.json").write_text(json.dumps(payload, indent=2, default=str))
         (tmp / "report.html").write_text(_html(result, pngs))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {
         "dir": out,
         "html": out / "report.html",

@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from optimkit.outputs import atomic_write
 from optimkit.report.data import TournamentResult
 from optimkit.report.figures import figure_paths, render_pngs
 from optimkit.report.formatting import verdict
 from optimkit.report.html import render_html
-from optimkit.report.leaderboard import atomic_write, leaderboard_csv, read_leaderboard
+from optimkit.report.leaderboard import leaderboard_csv, read_leaderboard
 
 __all__ = [
     "ReportPaths",

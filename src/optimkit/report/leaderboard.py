@@ -1,35 +1,19 @@
-"""The leaderboard as a CSV file, and atomic file writes for everything the report writes."""
+"""The leaderboard as a CSV file (written, like every output, with `optimkit.outputs`)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from optimkit.outputs import atomic_write
 from optimkit.report.data import LEADERBOARD_COLUMNS, TournamentResult
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, then `os.replace` it into place, so
-    readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0o600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["atomic_write", "leaderboard_csv", "leaderboard_frame", "read_leaderboard"]
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import nn
 
 from optimkit.data import Dataset
 from optimkit.models import build_model
+from optimkit.outputs import atomic_save, atomic_write
 
 
 def export_member(trainer: Any, k: int, folder: str | os.PathLike) -> Path:
@@ -66,8 +66,8 @@ def export_module(
         "target_scale": dataset.target_scale,
         "metadata": dataset.metadata,
     }
-    _atomic(folder / "model.pt", lambda path: torch.save(payload, path))
-    _atomic(folder / "model.json", lambda path: Path(path).write_text(json.dumps(info, indent=2)))
+    atomic_save(folder / "model.pt", lambda path: torch.save(payload, path))
+    atomic_write(folder / "model.json", json.dumps(info, indent=2))
     return folder
 
 
@@ -122,17 +122,6 @@ def load_model(folder: str | os.PathLike) -> ExportedModel:
     module.load_state_dict(payload["state_dict"])
     return ExportedModel(module.eval(), info, payload["preprocessor"], payload["target_mean"],
                          payload["target_scale"])  # fmt: skip
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _plain(value: Any) -> Any:
