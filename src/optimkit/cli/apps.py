@@ -11,7 +11,7 @@ import typer
 def app_command(
     name: Annotated[str | None, typer.Argument(help="The application (see --list).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the applications.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A small, fast version.")] = False,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1)] = 0,
 ) -> None:
@@ -32,7 +32,14 @@ def app_command(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    from optimkit.outputs import OutputError, check_out
+
     target = out if out is not None else Path("runs") / f"app-{name}"
+    try:
+        target = check_out(target, replaces=True)
+    except OutputError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     result = app.run(AppOptions(out=target, quick=quick, seed=seed))
     paths = write_app_report(result, target)
     typer.echo(result.table.to_string(index=False))

@@ -15,7 +15,6 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -64,14 +63,14 @@ class OneLineErrors(TyperGroup):
 
 
 def _cli_type(annotation: Any) -> Any:
-    """The command-line type of a field: bool, int, float, Path or str (lists are
-    comma-separated strings; Literal choices are strings validated by the model)."""
+    """The command-line type of a field: bool, int, float or str (lists are comma-separated
+    strings; Literal choices and paths are strings validated by the model)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return _cli_type(args[0]) if len(args) == 1 else str
-    if annotation in (bool, int, float, Path, str):
+    if annotation in (bool, int, float, str):
         return annotation
-    return str
+    return str  # a Path too: the model sees the text as given ('' included)
 
 
 def option_parameters(model: type[Options], skip: Sequence[str] = ()) -> list[inspect.Parameter]:

@@ -230,6 +230,15 @@ class SharedOptions(Options):
     def _widths(cls, value: Any) -> Any:
         return _integers("hidden", value)
 
+    @field_validator("out", mode="before")
+    @classmethod
+    def _out(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("out: expected a folder, got ''")
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError(f"out: {value!r} contains a NUL character")
+        return value
+
     def model_options(self) -> dict[str, Any]:
         opts = {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k) is not None}
         if "hidden" in opts:
@@ -301,6 +310,13 @@ class _TrainBase(SharedOptions):
         None, "Checkpoint every N epochs to OUT.checkpoint.pt.", OUTPUT, ge=1
     )
     resume: bool = _opt(False, "Continue from OUT.checkpoint.pt.", OUTPUT)
+    resume_override: bool = _opt(
+        False,
+        "With --resume: apply hyperparameters, epochs, patience, min-delta or autocast that "
+        "differ from the checkpoint's (recorded in results.json and config.json) instead of "
+        "refusing them.",
+        OUTPUT,
+    )
     overwrite: bool = _opt(False, "Replace --out.", OUTPUT)
 
     @field_validator("clip_grad_norm", "clip_grad_value", "l1", mode="before")

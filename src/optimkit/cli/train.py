@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +37,21 @@ def train(
         print_summary(result)
 
 
+#: options that may differ on --resume: where the run goes and how fast, not what it computes
+RESUME_FREE = frozenset(
+    {"out", "overwrite", "resume", "resume_override", "checkpoint_every", "threads", "device",
+     "compile"}
+)  # fmt: skip
+#: options --resume-override applies to a resumed run (besides per-member hyperparameters)
+RESUME_OVERRIDABLE = frozenset({"epochs", "patience", "min_delta", "autocast"})
+
+
+def checkpoint_paths(out: Path) -> tuple[Path, Path]:
+    """OUT.checkpoint.pt (the trainer state) and OUT.checkpoint.json (the options it was
+    started with, for --resume's comparison)."""
+    return out.with_name(out.name + ".checkpoint.pt"), out.with_name(out.name + ".checkpoint.json")
+
+
 def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, Any]:
     import torch
     from rich.console import Console
@@ -52,31 +64,41 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
     )
 
     from optimkit.data import load_dataset
+    from optimkit.outputs import atomic_folder, atomic_write, check_out
     from optimkit.train import PopulationTrainer, TrainConfig
     from optimkit.train.export import export_member
 
     out = options.out
-    if out is not None and out.exists() and any(out.iterdir()) and not options.overwrite:
-        raise UsageError(f"out: {str(out)!r} exists and is not empty; pass --overwrite")
+    if (options.checkpoint_every or options.resume) and out is None:
+        raise UsageError("out: --checkpoint-every and --resume need an --out folder")
+    if options.resume_override and not options.resume:
+        raise UsageError("resume_override: only with --resume")
+    checkpoint = settings = None
+    if out is not None:
+        out = check_out(out, replaces=True)
+        checkpoint, settings = checkpoint_paths(out)
+        if out.exists() and any(out.iterdir()) and not options.overwrite:
+            raise UsageError(f"out: {str(out)!r} exists and is not empty; pass --overwrite")
+        if options.resume and not checkpoint.is_file():
+            raise UsageError(f"resume: no checkpoint {str(checkpoint)!r} to resume from")
+        if not options.resume and checkpoint.exists() and not options.overwrite:
+            raise UsageError(f"out: a checkpoint {str(checkpoint)!r} exists; pass --resume to "
+                             "continue it or --overwrite to start afresh")  # fmt: skip
     dtype = getattr(torch, options.dtype)
     torch.set_num_threads(options.threads)
     if options.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("device: 'cuda' requested but no CUDA device is available")
+    members = options.members()
+    state = None
+    if options.resume:
+        state = _read_checkpoint(checkpoint)  # type: ignore[arg-type]
+        overrides = resume_differences(options, _read_settings(settings), state["members"])
     seeds = options.seed
     dataset = load_dataset(
         options.data, target=options.target, task=options.task, impute=options.impute,
         val_fraction=options.val_fraction, test_fraction=options.test_fraction, seed=seeds[0],
         pca=options.pca, select_k=options.select_k, device=options.device, dtype=dtype,
     )  # fmt: skip
-    members = options.members()
-    if (options.checkpoint_every or options.resume) and out is None:
-        raise UsageError("out: --checkpoint-every and --resume need an --out folder")
-    checkpoint = out.with_name(out.name + ".checkpoint.pt") if out is not None else None
-    if options.resume and not (checkpoint and checkpoint.is_file()):
-        raise UsageError(f"resume: no checkpoint {str(checkpoint)!r} to resume from")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".optimkit-", dir=out.parent)) if out else None
     config = TrainConfig(
         model=options.model, model_options=options.model_options(), optimizer=options.optimizer,
         loss=options.loss, epochs=options.epochs, batch_size=options.batch_size,
@@ -86,49 +108,140 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
         checkpoint_path=str(checkpoint) if options.checkpoint_every else None, seed=seeds[0],
         compile=options.compile, autocast=options.autocast,
     )  # fmt: skip
-    try:
-        trainer = PopulationTrainer(dataset, config, members)
-        if options.resume:
-            trainer.load_checkpoint(checkpoint)  # type: ignore[arg-type]
-        progress = Progress(
-            TextColumn("[bold]training[/bold] {task.description}"), BarColumn(),
-            TextColumn("epoch {task.completed}/{task.total}"), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), disable=not show_progress,
-        )  # fmt: skip
-        with progress:
-            bar = progress.add_task(f"{len(members)} member(s)", total=options.epochs,
-                                    completed=trainer.epoch)  # fmt: skip
-            trainer.progress = lambda done, total: progress.update(bar, completed=done)
-            trainer.fit()
-        best = trainer.best_member()
-        result = {
-            "data": dataset.describe(),
-            "model": options.model,
-            "optimizer": options.optimizer,
-            "members": trainer.summary(),
-            "best_member": best,
-            "monitor": options.monitor,
-            "seconds": trainer.elapsed,
-            "out": str(out) if out else None,
-        }
-        if staging is not None and out is not None:
+    trainer = PopulationTrainer(dataset, config, members)
+    resumed: dict[str, Any] | None = None
+    if state is not None:
+        start_epoch = int(state["epoch"])
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            reason = " ".join(str(e).split())[:300]
+            raise UsageError(f"resume: the checkpoint {str(checkpoint)!r} does not fit these "
+                             f"options ({type(e).__name__}: {reason})") from None  # fmt: skip
+        for k, m in enumerate(members):
+            changed = {n: v for n, v in m.items() if n != "seed" and trainer.members[k].get(n) != v}
+            if changed:
+                trainer.set_member(k, changed)
+        resumed = {"checkpoint": str(checkpoint), "epoch": start_epoch, "overrides": overrides}
+    elif options.checkpoint_every and settings is not None and checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # --overwrite: start afresh
+        atomic_write(settings, jsonlib.dumps(options.model_dump(mode="json"), indent=2))
+    progress = Progress(
+        TextColumn("[bold]training[/bold] {task.description}"), BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), disable=not show_progress,
+    )  # fmt: skip
+    with progress:
+        bar = progress.add_task(f"{len(members)} member(s)", total=options.epochs,
+                                completed=trainer.epoch)  # fmt: skip
+        trainer.progress = lambda done, total: progress.update(bar, completed=done)
+        trainer.fit()
+    best = trainer.best_member()
+    result = {
+        "data": dataset.describe(),
+        "model": options.model,
+        "optimizer": options.optimizer,
+        "members": trainer.summary(),
+        "best_member": best,
+        "monitor": options.monitor,
+        "seconds": trainer.elapsed,
+        "out": str(out) if out else None,
+    }
+    if resumed is not None:
+        result["resumed"] = resumed
+    if out is not None:
+        with atomic_folder(out) as staging:
             export_member(trainer, best, staging / "model")
             trainer.history.to_csv(staging / "history.csv")
             trainer.history.to_json(staging / "history.json")
-            (staging / "config.json").write_text(
-                jsonlib.dumps(options.model_dump(mode="json"), indent=2)
-            )
+            written = options.model_dump(mode="json")
+            if resumed is not None:
+                written["resumed"] = resumed
+            (staging / "config.json").write_text(jsonlib.dumps(written, indent=2, default=str))
             (staging / "results.json").write_text(jsonlib.dumps(result, indent=2, default=str))
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(staging, out)
-            staging = None
-            if checkpoint is not None and checkpoint.exists():
-                checkpoint.unlink()  # the run is complete: its results replace the checkpoint
-        return result
-    finally:
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging)
+        for path in (checkpoint, settings):  # the run is complete: its results replace them
+            if path is not None:
+                path.unlink(missing_ok=True)
+    return result
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise UsageError(f"resume: {str(path)!r} is not a readable checkpoint "
+                         f"({type(e).__name__})") from None  # fmt: skip
+    if not isinstance(state, dict) or not isinstance(state.get("members"), list):
+        raise UsageError(f"resume: {str(path)!r} is not an optimkit train checkpoint")
+    return state
+
+
+def _read_settings(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None  # a checkpoint of an earlier version: its members are compared
+    try:
+        saved = jsonlib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of a value (tuples as lists), for comparisons."""
+    return jsonlib.loads(jsonlib.dumps(value, default=str))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(_show(v) for v in value)
+    return "unset" if value is None else str(value)
+
+
+def resume_differences(
+    options: TrainOptions, saved: dict[str, Any] | None, saved_members: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The settings of `options` that differ from the checkpoint's: refused (UsageError, one
+    line listing them) unless --resume-override is given and each can be applied; then
+    returned as {name: {"checkpoint": old, "applied": new}}."""
+    diffs: dict[str, tuple[Any, Any]] = {}
+    if saved is not None:
+        now = options.model_dump(mode="json")
+        for key in [*now, *(k for k in saved if k not in now)]:
+            if key not in RESUME_FREE and _plain(now.get(key)) != _plain(saved.get(key)):
+                diffs[key] = (saved.get(key), now.get(key))
+    members = _plain(options.members())
+    old = _plain(saved_members)
+    if members != old and not diffs:  # an earlier version's checkpoint (or a stale record)
+        keys = [*old[0], *(k for k in members[0] if k not in old[0])] if old and members else []
+        for key in keys or ["members"]:
+            a, b = [m.get(key) for m in old], [m.get(key) for m in members]
+            if a != b:
+                diffs[key] = (a, b)
+        if len(members) != len(old):
+            diffs["members"] = (len(old), len(members))
+    if not diffs:
+        return {}
+    per_member = set(options.hyperparameter_fields) | {"clip_grad_norm", "clip_grad_value", "l1"}
+    same_shape = (
+        len(members) == len(old)
+        and all(set(a) == set(b) for a, b in zip(members, old, strict=True))
+        and [m.get("seed") for m in members] == [m.get("seed") for m in old]
+    )
+    fixed = [k for k in diffs if k not in RESUME_OVERRIDABLE and not (k in per_member or (
+        saved is None and k != "seed"))]  # fmt: skip
+    listed = "; ".join(f"{k}: {_show(a)} in the checkpoint, {_show(b)} now"
+                       for k, (a, b) in diffs.items())  # fmt: skip
+    if not options.resume_override:
+        raise UsageError(f"resume: the options differ from the checkpoint's ({listed}); resume "
+                         "with the checkpoint's options, or pass --resume-override to apply "
+                         "hyperparameters, epochs, patience, min-delta or autocast")  # fmt: skip
+    if fixed or not same_shape:
+        why = ", ".join(fixed) if fixed else "the population's members (their number or seeds)"
+        raise UsageError(f"resume: --resume-override cannot apply {why} to a checkpoint "
+                         f"({listed}); start afresh with --overwrite")  # fmt: skip
+    return {k: {"checkpoint": a, "applied": b} for k, (a, b) in diffs.items()}
 
 
 def print_summary(result: dict[str, Any]) -> None:

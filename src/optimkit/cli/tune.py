@@ -5,7 +5,6 @@ from __future__ import annotations
 import json as jsonlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,7 +36,8 @@ def tune(
 ) -> None:
     """Tune hyperparameters with Optuna; trials train as populations (continuous batching)."""
     flags["storage"] = storage
-    _run(lambda: load_options(config, flags, TuneOptions), run_tune, json, _print_tune)
+    _run(lambda: load_options(config, flags, TuneOptions), run_tune, json, _print_tune,
+         "runs/tune")  # fmt: skip
 
 
 @options_command(CompareOptions)
@@ -49,13 +49,19 @@ def compare(
 ) -> None:
     """An optimizer tournament: same tuning budget each, best re-run with S seeds, a report."""
     flags["storage"] = storage
-    _run(lambda: load_options(config, flags, CompareOptions), run_compare, json, _print_compare)
+    _run(lambda: load_options(config, flags, CompareOptions), run_compare, json, _print_compare,
+         "runs/compare")  # fmt: skip
 
 
-def _run(load, run, as_json: bool, show) -> None:
+def _run(load, run, as_json: bool, show, default_out: str) -> None:
+    from optimkit.outputs import check_out, discard_on_error
+
     try:
         options = load()
-        result = run(options, show_progress=not as_json)
+        out = check_out(options.out or Path(default_out))  # before any work
+        # a run refused before it trained leaves no study file and no output folder
+        with discard_on_error(out, *_storage_files(options.storage)):
+            result = run(options, show_progress=not as_json)
     except Exception as e:  # usage errors exit 2 without a traceback; others propagate
         err = as_usage_error(e)
         typer.echo(f"error: {err}", err=True)
@@ -64,6 +70,17 @@ def _run(load, run, as_json: bool, show) -> None:
         typer.echo(jsonlib.dumps(result, indent=2, default=str))
     else:
         show(result)
+
+
+def _storage_files(spec: str | None) -> tuple[Path, ...]:
+    """The local file a --storage names (a journal or an SQLite file), if any."""
+    if spec is None:
+        return ()
+    if spec.startswith("journal:") or spec.endswith((".log", ".journal")):
+        return (Path(spec.removeprefix("journal:")),)
+    if spec.startswith("sqlite:///") and spec[10:] and ":memory:" not in spec:
+        return (Path(spec[10:].split("?")[0]),)
+    return ()
 
 
 # ------------------------------------------------------------------------------------ set-up
@@ -94,18 +111,12 @@ def _prepare(options: SearchOptions, default_out: str):
     return out, dataset, base, storage
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------ tune
 def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from optimkit.outputs import atomic_write
     from optimkit.train.export import export_module
     from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler
     from optimkit.tune.storage import storage_label
@@ -157,7 +168,7 @@ def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]
         export_module(result.best_module, trainer.population.member_spec(k), dataset,
                       out / "model", hyperparameters=result.best_config or {},
                       optimizer=trainer.config.optimizer)  # fmt: skip
-    _write_atomic(out / "results.json", jsonlib.dumps(summary, indent=2, default=str))
+    atomic_write(out / "results.json", jsonlib.dumps(summary, indent=2, default=str))
     return summary
 
 
@@ -207,8 +218,9 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
             on_stage=lambda text: status.update(text),
         )  # fmt: skip
     target = tournament.target
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
-    try:
+    from optimkit.outputs import staging_folder
+
+    with staging_folder(out, "report") as staging:
         tournament.curves.to_csv(staging / "curves.csv", index=False)
         tournament.trials.to_csv(staging / "trials.csv", index=False)
         _report(tournament, dataset, options, target, staging)
@@ -217,8 +229,6 @@ def run_compare(options: CompareOptions, show_progress: bool = True) -> dict[str
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(item, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     board = tournament.leaderboard
     from optimkit.tune.tuner import DEFAULT_METRIC
 
