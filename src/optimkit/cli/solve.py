@@ -45,7 +45,7 @@ def solve(
         else:
             out = _solve_model_file(path, json, time_limit, limit)
     except ValueError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     if json:
         typer.echo(jsonlib.dumps(out, indent=2))

@@ -120,13 +120,25 @@ def read_model(path: str | Path) -> Model:
     status = h.readModel(str(path))
     problems = [m for m in messages if m.startswith(("ERROR", "WARNING"))]
     if status == highspy.HighsStatus.kError:
-        detail = "; ".join(p.removeprefix("ERROR:").strip() for p in problems if "ERROR" in p)
+        detail = "; ".join(_one_line(p.removeprefix("ERROR:")) for p in problems if "ERROR" in p)
         raise ValueError(f"{path}: HiGHS could not read the model ({detail or 'parse error'})")
     lp = h.getLp()
     hess = h.getModel().hessian_
     model = _from_highs(lp, hess, name=lp.model_name_ or path.stem)
-    model.warnings = [p.removeprefix("WARNING:").strip() for p in problems if "WARNING" in p]
+    model.warnings = [_one_line(p.removeprefix("WARNING:")) for p in problems if "WARNING" in p]
     return model
+
+
+def _one_line(message: str) -> str:
+    """HiGHS's multi-line diagnostics (a source excerpt with carets) as one line: the first
+    line, where (``--> file:line:col``) and the hint (``= help: ...``)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    keep = [lines[0]]
+    keep += [f"at {line[3:].strip()}" for line in lines[1:] if line.startswith("-->")]
+    keep += [line.lstrip("= ").strip() for line in lines[1:] if line.startswith("= ")]
+    return " ".join(" ".join(keep).split())
 
 
 def write_model(model: Model, path: str | Path) -> None:
