@@ -449,3 +449,81 @@ def pbt(
                      batch_size=fixed.get("batch_size", config.batch_size),
                      schedule=fixed.get("schedule", config.schedule))  # fmt: skip
     return run_pbt(PopulationTrainer(dataset, config, members), scheduler, **run_options)
+
+
+# ------------------------------------------------------------------------------ replay
+def replay_schedule(result: PBTResult, member: int | None = None) -> list[dict[str, Any]]:
+    """The hyperparameter schedule that produced `member`'s final state (default: the best):
+    its lineage walked back through the members it copied, as segments in time order, each
+    ``{start_epoch, end_epoch, member, <hyperparameters>}``; the first segment's member is the
+    root, whose initial weights and seed the lineage started from (Ray Tune's
+    PopulationBasedTrainingReplay reads the same from its policy log)."""
+    frame = result.segments
+    k = result.best_member if member is None else member
+    end = max(s["end_epoch"] for s in frame if s["member"] == k)
+    path = []
+    while True:
+        seg = next(
+            s for s in frame
+            if s["member"] == k and (s["start_epoch"] < end <= s["end_epoch"]
+                                     or s["start_epoch"] == end == 0)
+        )  # fmt: skip
+        names = list(result.configs[0])
+        path.append({"start_epoch": seg["start_epoch"], "end_epoch": end, "member": k,
+                     **{n: seg[n] for n in names}})  # fmt: skip
+        if seg["parent"] is None:
+            break
+        end, k = seg["start_epoch"], int(seg["parent"])
+    return path[::-1]
+
+
+def replay(
+    dataset: Dataset,
+    config: TrainConfig,
+    initial: Mapping[str, Any],
+    schedule: list[dict[str, Any]],
+) -> PopulationTrainer:
+    """Re-train one model (K = 1) from `initial` (the root member's configuration with its
+    seed) along `schedule` (`replay_schedule`): at each segment's start its hyperparameters
+    are written, as PBT's explore wrote them. With shared batches (the default) and the same
+    config, the model follows the PBT member's trajectory exactly."""
+    trainer = PopulationTrainer(dataset, config, [dict(initial)])
+    names = [n for n in schedule[0] if n not in ("start_epoch", "end_epoch", "member")]
+    changes = {int(s["start_epoch"]): {n: s[n] for n in names} for s in schedule[1:]}
+    while bool(trainer.active.any()):
+        trainer.run_epoch()
+        if trainer.epoch in changes:
+            _write(trainer, 0, changes[trainer.epoch])
+    trainer.fit()
+    return trainer
+
+
+def replay_run(run_dir: Any) -> PopulationTrainer:
+    """`replay` of the best member of an `optimkit pbt` run folder (its results.json: the
+    dataset, the training config, the root's initial configuration and the schedule)."""
+    import json
+
+    import torch
+
+    from optimkit.data import load_dataset
+
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise ValueError(f"replay: no {str(path)!r}; expected an `optimkit pbt` run folder")
+    info = json.loads(path.read_text())
+    if "replay" not in info or "train_config" not in info:
+        raise ValueError(f"replay: {str(path)!r} is not the results of an `optimkit pbt` run")
+    data = dict(info["dataset"])
+    dataset = load_dataset(**{**data, "dtype": getattr(torch, data["dtype"])})
+    raw = dict(info["train_config"])
+    if raw["model"] is None:
+        raise ValueError("replay: the run's model was given as a function; call replay()")
+    options = dict(raw["model_options"])
+    if "hidden" in options:
+        options["hidden"] = tuple(options["hidden"])
+    config = TrainConfig(**{**raw, "model_options": options, "checkpoint_every": None,
+                            "checkpoint_path": None})  # fmt: skip
+    schedule = info["replay"]
+    initial = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in info["initial"][schedule[0]["member"]].items()}  # fmt: skip
+    return replay(dataset, config, initial, schedule)

@@ -1,0 +1,146 @@
+"""`optimkit pbt`: outputs (results.json, pbt.csv, model, the lineage as an Optuna study),
+one-line usage errors, a real kill -9 and --resume ending as an uninterrupted run, and the
+replay of a run's best member."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from typer.testing import CliRunner
+
+from optimkit.cli import app
+from optimkit.train.export import load_model
+from optimkit.tune.pbt import replay_run
+
+runner = CliRunner()
+BASE = ["pbt", "--data", "iris", "--model", "mlp", "--hidden", "4", "--epochs", "6",
+        "--batch-size", "16", "--population", "4", "--perturbation-interval", "1",
+        "--dtype", "float64"]  # fmt: skip
+
+
+def journal(out) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(out / "study.journal")))
+
+
+def one_line_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("explore", ["random", "pb2"])
+def test_pbt_writes_results_csv_model_and_a_study(tmp_path, explore):
+    out = tmp_path / "run"
+    result = runner.invoke(app, [*BASE, "--explore", explore, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert json.loads((out / "results.json").read_text()) == summary
+    frame = pd.read_csv(out / "pbt.csv")
+    assert len(frame) == 4 + summary["perturbations"] and summary["perturbations"] == 5
+    assert {"member", "segment", "start_epoch", "end_epoch", "parent", "lr",
+            "val_accuracy"} <= set(frame.columns)  # fmt: skip
+    model = load_model(out / "model")
+    assert model.predict(torch.zeros(2, 4).numpy()).shape == (2,)
+    study = optuna.load_study(study_name=summary["study"], storage=journal(out))
+    assert len(study.trials) == 4
+    for trial in study.trials:
+        k = trial.user_attrs["member"]
+        assert len(trial.user_attrs["segments"]) == int((frame.member == k).sum())
+        assert trial.value == pytest.approx(summary["scores"][k])
+        assert sorted(trial.intermediate_values) == list(range(1, 7))
+    assert study.best_value == pytest.approx(summary["best_value"])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--explore", "bayes"], "explore"),
+        (["--perturbation-factors", "1.2,-1"], "perturbation_factors: expected positive"),
+        (["--quantile-fraction", "0.7"], "quantile_fraction"),
+        (["--population", "1"], "population"),
+        (["--resume"], "resume: no checkpoint"),
+        (["--optimizer", "nope"], "optimizer"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, args, needle):
+    line = one_line_error([*BASE, "--out", str(tmp_path / "run"), *args])
+    assert needle in line
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_an_existing_out_needs_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert "--overwrite" in one_line_error([*BASE, "--out", str(out)])
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_killed_pbt_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
+    """A real `optimkit pbt` process killed with SIGKILL after a checkpoint, at a random
+    moment; --resume ends with the same lineage, scores and model as a run never killed."""
+    args = ["pbt", "--data", "digits", "--model", "mlp", "--hidden", "16", "--epochs", "30",
+            "--batch-size", "16", "--population", "4", "--perturbation-interval", "2",
+            "--dtype", "float64", "--seed", "3"]  # fmt: skip
+    out = tmp_path / "run"
+    ckpt = out / "pbt.checkpoint.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "optimkit.cli", *args, "--out", str(out),
+           "--checkpoint-every", "1", "--json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 180
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2 * (os.getpid() % 5))  # a moment that differs from run to run
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (out / "results.json").exists(), "killed too late"
+    state = torch.load(ckpt, weights_only=False)
+    assert 1 <= state["trainer"]["epoch"] < 30
+    resumed = runner.invoke(app, [*args, "--out", str(out), "--checkpoint-every", "1",
+                                  "--resume", "--json"])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert not ckpt.exists()
+    full_out = tmp_path / "full"
+    full = runner.invoke(app, [*args, "--out", str(full_out), "--json"])
+    assert full.exit_code == 0, full.output
+    a, b = json.loads(resumed.stdout), json.loads(full.stdout)
+    for key in ("scores", "best_member", "best_value", "best_config", "test", "replay",
+                "perturbations"):  # fmt: skip
+        assert a[key] == b[key], key
+    assert (out / "pbt.csv").read_text() == (full_out / "pbt.csv").read_text()
+    wa = torch.load(out / "model" / "model.pt", weights_only=False)["state_dict"]
+    wb = torch.load(full_out / "model" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(wa[n], wb[n]) for n in wb)
+    study = optuna.load_study(study_name=a["study"], storage=journal(out))
+    assert len(study.trials) == 4  # the resumed run replaced nothing twice
+
+
+def test_replay_of_a_run_follows_the_best_members_trajectory(tmp_path):
+    out = tmp_path / "run"
+    args = [*BASE, "--epochs", "8", "--population", "6", "--quantile-fraction", "0.5",
+            "--out", str(out), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert len(summary["replay"]) >= 2, "the best member's lineage has no perturbation"
+    trainer = replay_run(out)
+    val = trainer.evaluate(trainer.dataset.X_val, trainer.dataset.y_val)
+    assert abs(float(val["accuracy"][0]) - summary["best_value"]) <= 1e-10
+    best = torch.load(out / "model" / "model.pt", weights_only=False)["state_dict"]
+    mine = trainer.member_module(0, best=False).state_dict()
+    for name, w in best.items():
+        assert (mine[name] - w).abs().max().item() <= 1e-10, name
