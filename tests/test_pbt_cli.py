@@ -62,6 +62,11 @@ def test_pbt_writes_results_csv_model_and_a_study(tmp_path, explore):
         assert trial.value == pytest.approx(summary["scores"][k])
         assert sorted(trial.intermediate_values) == list(range(1, 7))
     assert study.best_value == pytest.approx(summary["best_value"])
+    page = (out / "report" / "pbt.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "Lineage of the best member" in page
+    for name in ("schedules.png", "lineage.png", "score.png"):
+        assert (out / "report" / name).read_bytes()[:4] == b"\x89PNG"
+    assert len(summary["curves"]) == 4 and all(len(c) == 6 for c in summary["curves"])
 
 
 @pytest.mark.parametrize(

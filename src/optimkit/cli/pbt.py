@@ -2,7 +2,8 @@
 
 The data, model, training, output and speed options are `tune`'s (`SharedOptions`); PBT's own
 use Ray Tune's names. Outputs in OUT: results.json, pbt.csv (one row per member segment),
-the best member's exported model (OUT/model) and the lineage as an Optuna study (one trial
+the best member's exported model (OUT/model), the PBT view (OUT/report/pbt.html and its
+PNG figures, `optimkit.report.pbt`) and the lineage as an Optuna study (one trial
 per member, its segments and perturbations in user attributes, its scores as intermediate
 values; default storage OUT/study.journal, so ``optuna.load_study`` shows it). With
 ``--checkpoint-every N`` the trainer and the PBT loop are checkpointed to
@@ -218,7 +219,8 @@ def run_pbt_command(options: PBTOptions, show_progress: bool = True) -> dict[str
         "metric": result.metric, "mode": result.mode, "population": trainer.k,
         "epochs": options.epochs, "best_member": best, "best_value": result.scores[best],
         "best_config": result.configs[best], "test": test,
-        "scores": result.scores, "perturbations": len(result.perturbations),
+        "scores": result.scores, "curves": result.curves,
+        "perturbations": len(result.perturbations),
         "initial": result.initial, "replay": replay_schedule(result),
         "dataset": data_args, "train_config": _config_dict(trainer.config),
         "scheduler": {
@@ -232,6 +234,9 @@ def run_pbt_command(options: PBTOptions, show_progress: bool = True) -> dict[str
         "seconds": seconds, "out": str(out),
     }  # fmt: skip
     atomic_write(out / "results.json", jsonlib.dumps(summary, indent=2, default=_jsonable))
+    from optimkit.report.pbt import write_pbt_report
+
+    write_pbt_report(out)  # OUT/report: schedules, lineage and score figures, pbt.html
     checkpoint.unlink(missing_ok=True)
     return summary
 
