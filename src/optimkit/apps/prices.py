@@ -272,6 +272,10 @@ def run(options: AppOptions) -> AppResult:
     zero_rmse = rmse(np.zeros_like(y), y)
     better_than_zero = [r_["method"] for r_ in rows if r_["rmse"] < zero_rmse - 1e-12]
     up_share = float(np.mean(y[y != 0] > 0))
+    ours = [r_ for r_ in rows if r_["kind"] == "optimkit"]
+    best_ours = min(ours, key=lambda r_: r_["rmse"])
+    beaten = best_ours["rmse"] < zero_rmse - 1e-12
+    verdict = "beats" if beaten else "does not beat"
     notes = [
         f"walk-forward over {len(y)} days ({dates[test_days[0]]} to {dates[test_days[-1]]}), "
         f"{len(blocks)} refits on an expanding window (blocks of {sizes.block} days)",
@@ -283,6 +287,10 @@ def run(options: AppOptions) -> AppResult:
         f"buy-and-hold: total log return {buy_hold:.3f}; 'always up' would be right on "
         f"{up_share:.1%} of the days",
     ]
+    notes.append(
+        f"best optimkit model on RMSE: {best_ours['method']}, {best_ours['rmse_vs_zero']:.4f} x "
+        f"the zero forecast's RMSE: it {verdict} predicting a zero return"
+    )
     best_strategy = max(rows, key=lambda r_: r_["sign_strategy_log_return"])
     notes.append(
         f"best sign strategy: {best_strategy['method']} "
