@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimkit.optim.base import PopulationOptimizer
+from optimkit.optim.base import GroupStep, PopulationOptimizer, prox_l1_group_
+from optimkit.optim.fastpath import FUSED_DTYPES, Scratch
 from optimkit.optim.lamb import (
     GlobalScaleMixin,
     adanorm_grad,
@@ -159,3 +160,47 @@ class Adan(GlobalScaleMixin, PopulationOptimizer):
 
     def make_transform(self, group: dict) -> Transform:
         return scale_by_adan(group, clip=self._global_scale_on())
+
+    def update_group(self, w: GroupStep) -> None:
+        """Eager float32/64 without ``use_gc``/``adanorm``: `scale_by_adan`'s update in place
+        with reused work buffers (the first step's previous gradient -g as a [K] coefficient:
+        the buffer is 0 then); the rest: the transform chain."""
+        group = w.group
+        if (self.compile or group["use_gc"] or group["adanorm"]
+                or any(p.dtype not in FUSED_DTYPES for p in w.params)):  # fmt: skip
+            super().update_group(w)
+            return
+        scratch = self.__dict__.setdefault("_scratch", Scratch())
+        decouple, maximize, decay = group["weight_decouple"], group["maximize"], wd_active(group)
+        hp = w.hp
+        scale = self._grad_scale if self._global_scale_on() else None
+        beta1, beta2, beta3, lr_ = hp["beta1"], hp["beta2"], hp["beta3"], hp["lr"]
+        torch._foreach_add_([st["step"] for st in w.states], 1.0)
+        for p, g, st in zip(w.params, w.grads, w.states, strict=True):
+            t = count(st)
+            a, b, c = scratch.like(p), scratch.like(p, 1), scratch.like(p, 2)
+            prev = st["previous_grad"]
+            first = -(t == 1).to(torch.float64)  # prev is 0 on a member's first step
+            prev.addcmul_(g, bc(first if scale is None else first * scale, g))
+            if maximize:
+                g = torch.neg(g, out=b)
+            if scale is not None:
+                g = torch.mul(g, bc(scale, g), out=b)
+            diff = prev.add_(g)
+            m = lerp_(st["exp_avg"], g, 1.0 - beta1)
+            n = lerp_(st["exp_avg_diff"], diff, 1.0 - beta2)
+            diff = torch.addcmul(g, diff, bc(beta2, p), out=diff)
+            v = st["exp_avg_sq"].mul_(bc(beta3, p))
+            v.addcmul_(diff, torch.mul(diff, bc(1.0 - beta3, p), out=a))
+            denom = torch.sqrt(v, out=a).div_(bc((1.0 - torch.pow(beta3, t)).sqrt(), p))
+            denom.add_(bc(hp["eps"], p))
+            if decay and decouple:
+                p.mul_(bc(1.0 - lr_ * hp["weight_decay"], p))
+            p.addcmul_(torch.div(m, denom, out=c), bc(-(lr_ / (1.0 - torch.pow(beta1, t))), p))
+            p.addcmul_(
+                torch.div(n, denom, out=c), bc(-(lr_ * beta2 / (1.0 - torch.pow(beta2, t))), p)
+            )
+            if decay and not decouple:
+                p.div_(bc(1.0 + lr_ * hp["weight_decay"], p))
+            torch.neg(g, out=prev)
+        prox_l1_group_(w)

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimkit.optim.base import PopulationOptimizer
+from optimkit.optim.base import GroupStep, PopulationOptimizer, prox_l1_group_
+from optimkit.optim.fastpath import FUSED_DTYPES, Scratch
 from optimkit.optim.lamb import decay_, wd_active
 from optimkit.optim.members import bc, member_view
 from optimkit.optim.spec import OptimizerSpec, betas, eps, flag, lr, maximize
@@ -140,3 +141,42 @@ class ADOPT(PopulationOptimizer):
 
     def make_transform(self, group: dict) -> Transform:
         return scale_by_adopt(group, self.clip_lambda)
+
+    def update_group(self, w: GroupStep) -> None:
+        """Eager float32/64 without ``cautious``/``stable_adamw``: `scale_by_adopt`'s update
+        in place with reused work buffers, the first step's "v only" as [K] coefficients
+        (weight 0 for m and p, 1 for v's decay and increment) instead of masked copies; the
+        rest: the transform chain."""
+        group = w.group
+        if (self.compile or group["cautious"] or group["stable_adamw"]
+                or any(p.dtype not in FUSED_DTYPES for p in w.params)):  # fmt: skip
+            super().update_group(w)
+            return
+        scratch = self.__dict__.setdefault("_scratch", Scratch())
+        decouple, fixed = group["weight_decouple"], group["fixed_decay"]
+        maximize, decay = group["maximize"], wd_active(group)
+        hp, clip = w.hp, self.clip_lambda
+        beta1, beta2 = hp["beta1"], hp["beta2"]
+        torch._foreach_add_([st["step"] for st in w.states], 1.0)
+        for p, g, st in zip(w.params, w.grads, w.states, strict=True):
+            t = count(st)
+            first = t == 1
+            later = (~first).to(torch.float64)
+            if maximize:
+                g = torch.neg(g, out=scratch.like(p, 1))
+            if decay and decouple:
+                decay_(p, hp, fixed)
+            elif decay:
+                g = torch.addcmul(g, p, bc(hp["weight_decay"], p), out=scratch.like(p, 1))
+            v, m = st["exp_avg_sq"], st["exp_avg"]
+            normed = torch.sqrt(v, out=scratch.like(p)).clamp_(min=bc(hp["eps"], p))
+            normed = torch.div(g, normed, out=normed)
+            if clip is not None:
+                c = clip(t)
+                c = bc(c if isinstance(c, Tensor) else torch.full_like(t, float(c)), p)
+                normed.clamp_(-c, c)
+            lerp_(m, normed, (1.0 - beta1) * later)
+            p.addcmul_(m, bc(-hp["lr"] * later, p))
+            v.mul_(bc(torch.where(first, 1.0, beta2), p))
+            v.addcmul_(g, torch.mul(g, bc(torch.where(first, 1.0, 1.0 - beta2), p), out=normed))
+        prox_l1_group_(w)

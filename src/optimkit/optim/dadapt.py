@@ -30,9 +30,11 @@ from torch import Tensor
 
 from optimkit.optim import clipping
 from optimkit.optim.base import GroupStep, PopulationOptimizer, prox_l1_group_
+from optimkit.optim.fastpath import Scratch, member_sq_norm
+from optimkit.optim.fastpath import member_dot as fast_dot
 from optimkit.optim.members import bc, member_view
 from optimkit.optim.spec import Hyperparameter, OptimizerSpec, betas, flag, weight_decay
-from optimkit.optim.transforms import HP, State, Transform
+from optimkit.optim.transforms import HP, State, Transform, lerp_
 
 f64 = torch.float64
 log = logging.getLogger(__name__)
@@ -64,6 +66,13 @@ class GroupScalarsOptimizer(PopulationOptimizer):
         """Store a [K] scalar in a group (a new tensor each time: never written in place)."""
         assert self.axis is not None
         group[name] = self.axis.stored(value)
+
+    def work_buffer(self, p: Tensor, slot: int = 0) -> Tensor:
+        """A reusable work buffer shaped like p (`optimkit.optim.fastpath.Scratch`)."""
+        scratch = self.__dict__.get("_scratch")
+        if scratch is None:
+            scratch = self.__dict__["_scratch"] = Scratch()
+        return scratch.like(p, slot)
 
     # ------------------------------------------------------------------ the step
     def check_step(self) -> None:
@@ -509,7 +518,7 @@ class DAdaptSGD(GroupScalarsOptimizer):
         for w in work:
             pos = positive_lr(w.group, w.hp)
             for g in w.grads:
-                g_sq = g_sq + only(pos, flat(g).mul(flat(g)).sum(1).to(f64))
+                g_sq = g_sq + only(pos, member_sq_norm(g).to(f64))
         g0_norm = torch.where(k == 0, g_sq.sqrt(), self.scalar(g0, "g0_norm"))
         dlr = d * lr / g0_norm
         numerator_weighted = self.scalar(g0, "numerator_weighted")
@@ -518,11 +527,11 @@ class DAdaptSGD(GroupScalarsOptimizer):
             pos = positive_lr(w.group, w.hp)
             for p, g, st in zip(w.params, w.grads, w.states, strict=True):
                 if decay_on:
-                    g = g.addcmul(p, bc(decay, p))
+                    g = torch.addcmul(g, p, bc(decay, p), out=self.work_buffer(p))
                 s = st["s"]
-                numerator_weighted = numerator_weighted + only(pos, dlr * member_dot(g, s))
+                numerator_weighted = numerator_weighted + only(pos, dlr * fast_dot(g, s).to(f64))
                 decay_add_(s, None, g, bc(dlr, g), pos)
-                sk_sq = sk_sq + only(pos, flat(s).mul(flat(s)).sum(1).to(f64))
+                sk_sq = sk_sq + only(pos, member_sq_norm(s).to(f64))
         d_hat = 2 * numerator_weighted / sk_sq.sqrt()
         d_new = torch.maximum(d, torch.minimum(d_hat, d * hp0["growth_rate"]))
         live = sk_sq != 0  # the reference returns before any update when sum ||s||^2 = 0
@@ -536,12 +545,13 @@ class DAdaptSGD(GroupScalarsOptimizer):
                               ("g0_norm", g0_norm)):  # fmt: skip
                 old = self.scalar(group, name) if name in group else new
                 self.set_scalar(group, name, torch.where(live, new, old))
-        keep = torch.where(live, 1 - ck, 1.0)
         for w in work:
             for p, st in zip(w.params, w.states, strict=True):
                 st["step"].add_(on.to(st["step"]))
                 z = st["z"]
-                z.copy_(torch.where(member_view(live, z), st["x0"] - st["s"], z))
-                p.mul_(bc(keep, p)).addcmul_(z, bc(ck * on, p))
+                x0_s = torch.sub(st["x0"], st["s"], out=self.work_buffer(p))
+                torch.where(member_view(live, z), x0_s, z, out=z)
+                # p (1 - c) + c z as one lerp (weight 0 where the member is not live)
+                lerp_(p, z, ck * on)
         for group in groups:
             self.set_scalar(group, "k", torch.where(live, k + 1, self.scalar(group, "k")))
