@@ -35,11 +35,12 @@ def _register() -> None:
     from optimkit.cli.pbt import pbt
     from optimkit.cli.solve import solve
     from optimkit.cli.train import train
-    from optimkit.cli.tune import compare, tune
+    from optimkit.cli.tune import compare, tune, worker
 
     app.command("train")(train)
     app.command("tune")(tune)
     app.command("compare")(compare)
+    app.command("worker")(worker)
     app.command("datasets")(datasets)
     app.command("optimizers")(optimizers)
     app.command("solve")(solve)

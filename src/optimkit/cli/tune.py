@@ -32,11 +32,39 @@ def tune(
         str | None, Opt(help="SQLAlchemy URL or journal file (default: OUT/study.journal).")
     ] = None,
     json: Json = False,
+    workers: Annotated[
+        int | None,
+        Opt(
+            "--workers",
+            min=1,
+            help=(
+                "Worker processes on this machine (with --ray: Ray actors; default one per node), "
+                "each a population tuner on its share of the CPU threads, all on one study."
+            ),
+        ),
+    ] = None,
+    ray: Annotated[
+        bool,
+        Opt(
+            "--ray",
+            help=(
+                "Run the workers as Ray actors: on a local Ray instance, or on the cluster at "
+                "ADDRESS ('auto' or HOST:PORT). Needs optimkit\\[ray]."
+            ),
+        ),
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ADDRESS", help="Ray cluster address, with --ray.", show_default=False
+        ),
+    ] = None,
     **flags: Any,
 ) -> None:
     """Tune hyperparameters with Optuna; trials train as populations (continuous batching)."""
     flags["storage"] = storage
-    _run(lambda: load_options(config, flags, TuneOptions), run_tune, json, _print_tune,
+    scaled = _scaled(workers, ray, address, threads_given=flags.get("threads") is not None)
+    _run(lambda: load_options(config, flags, TuneOptions), scaled, json, _print_tune,
          "runs/tune")  # fmt: skip
 
 
@@ -83,6 +111,27 @@ def _storage_files(spec: str | None) -> tuple[Path, ...]:
     return ()
 
 
+def _scaled(workers: int | None, ray: bool, address: str | None, threads_given: bool):
+    """run_tune, on several workers (--workers N > 1, --ray) where asked."""
+    if not ray and address is not None:
+        return lambda *a, **k: _refuse(f"unexpected argument {address!r} (a Ray address "
+                                       "follows --ray)")  # fmt: skip
+    if not ray and (workers or 1) == 1:
+        return run_tune
+
+    def run(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]:
+        from optimkit.tune.workers import Scale
+
+        scale = Scale(workers=workers, ray=ray, address=address)
+        return run_tune(options, show_progress, scale=scale, threads_given=threads_given)
+
+    return run
+
+
+def _refuse(message: str):
+    raise ValueError(message)
+
+
 # ------------------------------------------------------------------------------------ set-up
 def _prepare(options: SearchOptions, default_out: str):
     import optuna
@@ -112,17 +161,25 @@ def _prepare(options: SearchOptions, default_out: str):
 
 
 # ------------------------------------------------------------------------------------ tune
-def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]:
+def run_tune(
+    options: TuneOptions,
+    show_progress: bool = True,
+    scale: Any = None,
+    threads_given: bool = False,
+    on_start: Any = None,
+) -> dict[str, Any]:
+    """One tuner in this process, or (`scale`: an `optimkit.tune.workers.Scale`) a driver of
+    several workers on one study; the results are written here, once, at the end."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from optimkit.outputs import atomic_write
-    from optimkit.train.export import export_module
     from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler
-    from optimkit.tune.storage import storage_label
     from optimkit.tune.tuner import DEFAULT_METRIC
 
     space = SearchSpace.from_config(options.space, options.optimizer)
+    if scale is not None:
+        return _write_tune(options, _drive(options, scale, show_progress, threads_given,
+                                           on_start))  # fmt: skip
     out, dataset, base, storage = _prepare(options, "runs/tune")
     metric = options.metric or DEFAULT_METRIC[dataset.task]
     from optimkit.metrics import get_metric
@@ -148,20 +205,42 @@ def run_tune(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]
                                   for t in mirror.study.get_trials(deepcopy=False))),
         )  # fmt: skip
         result = tuner.run()
+    from optimkit.tune.workers import Driven
+
+    return _write_tune(options, Driven(out, dataset, name, metric, result, mirror.resumed,
+                                       mirror.reasked))  # fmt: skip
+
+
+def _drive(options: TuneOptions, scale: Any, show_progress: bool, threads_given: bool,
+           on_start: Any) -> Any:  # fmt: skip
+    from optimkit.tune.workers import drive
+
+    return drive(options, scale, show_progress, threads_given, on_start)
+
+
+def _write_tune(options: TuneOptions, run: Any) -> dict[str, Any]:
+    """results.json and the best model, from a finished run (`optimkit.tune.workers.Driven`)."""
+    from optimkit.outputs import atomic_write
+    from optimkit.train.export import export_module
+    from optimkit.tune.storage import storage_label
+
+    out, dataset, name, metric, result = run.out, run.dataset, run.name, run.metric, run.result
     if result.asked == 0 and result.finished_before >= options.trials:
         typer.echo(f"study {name!r} already has {result.finished_before} finished trials "
                    f"(--trials {options.trials}): nothing to run; the results describe its best "
                    "trial", err=True)  # fmt: skip
     summary: dict[str, Any] = {
         "study": name, "storage": storage_label(options.storage, out),
-        "trials": result.counts, "resumed_trials": mirror.resumed,
-        "reasked_trials": mirror.reasked, "asked_trials": result.asked, "metric": metric,
+        "trials": result.counts, "resumed_trials": run.resumed,
+        "reasked_trials": run.reasked, "asked_trials": result.asked, "metric": metric,
         "best_trial": result.best_number, "best_value": result.best_value,
         "best_retrained": result.best_retrained,
         "best_config": result.best_config, "test": result.test,
         "seconds": result.seconds, "tuner_overhead_seconds": result.overhead_seconds,
         "out": str(out),
     }  # fmt: skip
+    if run.workers:
+        summary["workers"] = run.workers
     out.mkdir(parents=True, exist_ok=True)
     if result.best_module is not None and result.best_trainer is not None:
         trainer, k = result.best_trainer, int(result.best_slot or 0)
@@ -291,3 +370,42 @@ def _fmt(v: Any) -> str:
     if isinstance(v, tuple | list):
         return ",".join(_fmt(x) for x in v)
     return str(v)
+
+
+# ------------------------------------------------------------------------------------ worker
+def worker(
+    storage: Annotated[
+        str,
+        Opt(
+            "--storage",
+            help="The study's storage (an RDB URL, grpc://HOST:PORT or a journal file).",
+        ),
+    ],
+    study_name: Annotated[str, Opt("--study-name", help="The study to join.")],
+    threads: Annotated[
+        int | None, Opt("--threads", min=1, max=4096, help="CPU threads (default: the driver's).")
+    ] = None,
+    device: Annotated[
+        str | None, Opt("--device", help="cpu | cuda (default: the driver's).")
+    ] = None,
+    index: Annotated[int | None, Opt("--index", min=0, hidden=True)] = None,
+    json: Json = False,
+) -> None:
+    """Join a running study (started by `optimkit tune --workers/--ray`) from any machine: a
+    population tuner on it until its budget is spent; writes trials only."""
+    from optimkit.tune.workers import run_worker
+
+    if device is not None and device not in ("cpu", "cuda"):
+        typer.echo(f"error: device: expected cpu or cuda, got {device!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        line = run_worker(storage, study_name, threads=threads, device=device, index=index)
+    except Exception as e:
+        err = as_usage_error(e)
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if json:
+        typer.echo(jsonlib.dumps(line, default=str))
+    else:
+        typer.echo(f"worker {line['worker']}: {line['asked_trials']} trials in "
+                   f"{line['seconds']:.1f} s ({line['reasked_trials']} re-asked)")  # fmt: skip

@@ -30,17 +30,27 @@ sampler and the pruner see them.
 
 Workers and staleness. Each tuner registers in the study's system attributes
 (``optimkit:worker:<id>``) with a heartbeat (every `heartbeat_interval` seconds, from a
-background thread) and the parameters of the trials it is running. The budget (``--trials``,
-the study's total) counts the study's finished trials plus every live worker's running ones,
-so processes sharing a study stop together. A worker whose heartbeat is older than
-`grace_period`, or that ran on this machine and whose process is gone, is stale: the next
-worker to look asks its running trials again, with the same parameters (unless one of them was
-written meanwhile). Staleness is decided by heartbeat, never by what is running at start.
+background thread) and its slots: the trials it is running (their parameters) and those it has
+reserved but not asked yet. The budget (``--trials``, the study's total) counts the study's
+finished trials plus every live worker's slots; a worker reserves its slots (`claim`) under
+the study's lock (`study_lock`: the journal's flock, a PostgreSQL advisory lock, an flock for
+an SQLite file), so workers sharing a study ask exactly the budget in all. Each slot has an
+id, stored with the trial it becomes (``optimkit:slot``), so a claim and its stored trial count
+once, and a write whose connection broke after it reached the database is not written twice.
+A worker whose heartbeat is older than `grace_period`, or that ran on this machine and whose
+process is gone, is stale: the next worker to claim takes over its slots and asks its running
+trials again, with the same parameters (unless one of them was stored meanwhile); a worker
+whose pool is empty waits for the others while they hold the rest of the budget. Staleness is
+decided by heartbeat, never by what is running at start. A storage that is unreachable (a
+restarting database) is retried with backoff for `retry_seconds`, then the run stops with
+`StorageUnavailable` (one line); what was stored stays stored.
 """
 
 from __future__ import annotations
 
+import copy
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -49,8 +59,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +72,16 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 WORKER_PREFIX = "optimkit:worker:"
+SLOT_KEY = "optimkit:slot"  # a stored trial's slot id (the claim it filled)
+OPTIONS_KEY = "optimkit:options"  # the tune options of the study's driver (for workers)
 HEARTBEAT_INTERVAL = 30.0  # seconds between a worker's heartbeats
 GRACE_PERIOD = 120.0  # a worker silent for this long is stale
 DEFAULT_FILE = "study.journal"
 LEGACY_FILE = "study.db"  # the default of earlier optimkit versions
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _RETRIES = 8
+# how long an unreachable storage is retried before a run stops (OPTIMKIT_STORAGE_RETRY_SECONDS)
+RETRY_SECONDS = float(os.environ.get("OPTIMKIT_STORAGE_RETRY_SECONDS", "60"))
 
 
 def default_storage_path(out_dir: Path) -> Path:
@@ -95,6 +109,8 @@ def open_storage(spec: str | None, out_dir: Path | None) -> BaseStorage:
     try:
         if spec.startswith("journal:") or spec.endswith((".log", ".journal")):
             return _journal(Path(spec.removeprefix("journal:")))
+        if spec.startswith("grpc://"):
+            return _grpc(spec)
         if "://" not in spec:
             raise ValueError("expected an SQLAlchemy URL (sqlite:///study.db, postgresql://...) "
                              "or a journal file (journal:PATH, or a name ending in .journal "
@@ -105,6 +121,31 @@ def open_storage(spec: str | None, out_dir: Path | None) -> BaseStorage:
     except Exception as e:  # SQLAlchemy and driver errors: say what and where
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"storage: cannot open {spec!r}: {reason}") from None
+
+
+def _grpc(spec: str) -> BaseStorage:
+    """grpc://HOST:PORT: Optuna's gRPC storage proxy (`run_grpc_proxy_server` in front of
+    an RDB), so that many workers do not each hold database connections."""
+    host, _, port = spec.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("expected grpc://HOST:PORT")
+    try:
+        from optuna.storages import GrpcStorageProxy
+    except ImportError:  # pragma: no cover - Optuna < 4.2
+        raise ValueError("this Optuna has no gRPC storage proxy (Optuna >= 4.2)") from None
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise ValueError("the gRPC storage proxy needs grpcio: pip install 'optimkit[ray]'"
+                         ) from None  # fmt: skip
+    storage = GrpcStorageProxy(host=host, port=int(port))
+    storage.wait_server_ready(timeout=30)
+    return storage
+
+
+def is_sqlite(spec: str | None) -> bool:
+    """Whether a --storage value names an SQLite database (one process only)."""
+    return spec is not None and spec.startswith("sqlite")
 
 
 def _journal(path: Path) -> JournalStorage:
@@ -141,31 +182,55 @@ class QueuedSymlinkLock(JournalFileSymlinkLock):
         super().__init__(filepath)
         self._path = filepath
         self._fd: int | None = None
+        self._depth = 0  # holds and acquires by the thread holding self._thread
+        self._thread = threading.RLock()
+
+    def _enter(self) -> None:
+        self._thread.acquire()
+        if self._depth == 0:
+            try:
+                fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            except BaseException:
+                self._thread.release()
+                raise
+            self._fd = fd
+        self._depth += 1
+
+    def _exit(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # drops the flock
+        self._thread.release()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the flock across several appends of this thread (a budget claim: read, then
+        write); other processes' appends wait."""
+        self._enter()
+        try:
+            yield
+        finally:
+            self._exit()
 
     def acquire(self) -> bool:
-        fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        self._enter()
         try:
             return super().acquire()
         except BaseException:
-            self._unlock()
+            self._exit()
             raise
 
     def release(self) -> None:
         try:
             super().release()
         finally:
-            self._unlock()
-
-    def _unlock(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)  # drops the flock
+            self._exit()
 
 
 class JournalFile(JournalFileBackend):
@@ -250,7 +315,10 @@ def _is_race(e: Exception) -> bool:
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    # a connection broken by a server restart is replaced before use, not handed out
+    return {"pool_pre_ping": True}
 
 
 def _sqlite_file(parsed: sqlalchemy.engine.URL) -> Path | None:
@@ -321,9 +389,158 @@ def create_or_load(
     return study_id
 
 
+# ------------------------------------------------------------------------------ study locks
+class StudyLock:
+    """What serializes the budget claims of the workers on one study (see `study_lock`): a
+    context manager; `exact` says whether it excludes every other worker."""
+
+    exact = True
+
+    def __enter__(self) -> StudyLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _NoLock(StudyLock):
+    exact = False  # a storage without one (a gRPC proxy): claims may overlap
+
+
+class _FileLock(StudyLock):
+    """An flock of a path: the processes of one machine queue in the kernel; released when a
+    process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> StudyLock:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+class _JournalLock(StudyLock):
+    """The journal's own queue (`QueuedSymlinkLock.hold`): appends by this thread go through,
+    other processes' wait."""
+
+    def __init__(self, lock: QueuedSymlinkLock) -> None:
+        self.lock = lock
+        self._held: Any = None
+
+    def __enter__(self) -> StudyLock:
+        self._held = self.lock.hold()
+        self._held.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(None, None, None)
+
+
+class _PostgresLock(StudyLock):
+    """A transaction-level advisory lock (``pg_advisory_xact_lock``) on a connection of its
+    own: released at the end of the transaction, or by the server when the connection dies
+    (a killed worker). Not a table of Optuna's: nothing is written."""
+
+    def __init__(self, engine: sqlalchemy.engine.Engine, name: str) -> None:
+        self.engine = engine
+        digest = hashlib.sha256(f"optimkit:{name}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self._connection: sqlalchemy.engine.Connection | None = None
+
+    def __enter__(self) -> StudyLock:
+        connection = self.engine.connect()
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.key})
+        except BaseException:
+            connection.invalidate()
+            connection.close()
+            raise
+        self._connection = connection
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.rollback()  # ends the transaction: releases the lock
+        except Exception:  # the server went away: the lock went with it
+            connection.invalidate()
+        finally:
+            connection.close()
+
+
+def study_lock(storage: BaseStorage, study_name: str) -> StudyLock:
+    """The lock the workers of one study take around a budget claim: the journal's file lock,
+    an flock of an SQLite file's folder (an flock of the file itself would drop SQLite's own
+    POSIX locks when closed), a PostgreSQL advisory lock; none for other storages."""
+    if isinstance(storage, LocalJournal):
+        return _JournalLock(storage.file._append_lock)
+    if isinstance(storage, RDBStorage):
+        url = storage.engine.url
+        backend = url.get_backend_name()
+        db_file = _sqlite_file(url) if backend == "sqlite" else None
+        if db_file is not None:
+            return _FileLock(db_file.resolve().parent)
+        if backend == "postgresql":
+            return _PostgresLock(storage.engine, study_name)
+    return _NoLock()
+
+
+# ------------------------------------------------------------------------------ retrying
+class StorageUnavailable(ValueError):
+    """The storage stayed unreachable longer than the retry window (a one-line message)."""
+
+
+def _transient(e: BaseException) -> bool:
+    """A lost connection or a database that is restarting (retried), not a bad request."""
+    seen: BaseException | None = e
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True  # a lost or refused connection, a busy (locked) database
+        if "grpc" in type(seen).__module__:
+            return "UNAVAILABLE" in str(seen) or "DEADLINE" in str(seen)
+        if isinstance(seen, ConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _reason(e: BaseException) -> str:
+    while e.__cause__ is not None and not str(e).strip():
+        e = e.__cause__
+    root = e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) else e
+    text = str(root or e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# ------------------------------------------------------------------------------ the mirror
 class StudyMirror:
     """A live in-memory study (sampling, pruning) whose trials are written to a persistent
-    storage as they end; see the module docstring."""
+    storage as they end; see the module docstring.
+
+    `register=False`: a reader (the driver of several workers): no claim, no heartbeat, no
+    re-asking. `reseed=False`: keep the sampler's seed when other workers are live (workers
+    started together are given distinct seeds). `retry_seconds`: how long an unreachable
+    storage is retried, with backoff, before the run stops with `StorageUnavailable`."""
 
     def __init__(
         self,
@@ -335,27 +552,42 @@ class StudyMirror:
         *,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         grace_period: float = GRACE_PERIOD,
+        retry_seconds: float = RETRY_SECONDS,
+        register: bool = True,
+        reseed: bool = True,
+        label: str | None = None,
     ) -> None:
         self.storage = storage
         self.study_name = study_name
+        self.label = label or study_name
+        self.retry_seconds = retry_seconds
+        self._gave_up = False
         self.directions = [StudyDirection[d.upper()] for d in directions]
-        self.study_id = create_or_load(storage, study_name, self.directions)
+        self._io = threading.RLock()  # one storage call at a time: this thread or the heartbeat
+        self.study_id = self._call(create_or_load, storage, study_name, self.directions)
         # reads go through a Study on the storage (Optuna caches finished trials of an RDB)
-        self.stored = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
-                                        pruner=pruner)  # fmt: skip
+        self.stored = self._call(optuna.load_study, study_name=study_name, storage=storage,
+                                 sampler=sampler, pruner=pruner)  # fmt: skip
         self.study = optuna.create_study(
             storage=optuna.storages.InMemoryStorage(), sampler=sampler, pruner=pruner,
             directions=self.directions, study_name=study_name,
         )  # fmt: skip
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.lock = study_lock(storage, study_name)
         self.worker = uuid.uuid4().hex[:12]
         self._key = WORKER_PREFIX + self.worker
         self._host = socket.gethostname()
-        self._lock = threading.Lock()
-        self._running: dict[int, dict[str, Any]] = {}  # live number -> params, not yet written
+        self._lock = threading.Lock()  # this worker's own bookkeeping
+        # slots: the trials this worker holds a claim to. Each has an id, stored with the trial
+        # (system attribute optimkit:slot), so a claim and the trial it became count once.
+        self._slots: dict[str, dict[str, Any] | None] = {}  # id -> params (None: not asked)
+        self._fixed: list[str] = []  # claimed, enqueued with their params (a stale one's)
+        self._fresh: list[str] = []  # claimed, to be asked
+        self._running: dict[int, str] = {}  # live number -> slot id, not yet written
         self._ended: list[int] = []  # live numbers ended since the last flush
         self._seen: set[int] = set()  # stored numbers already in the live study
         self._finished_params: set[str] = set()  # of the stored finished trials (see _key)
+        self._finished_slots: dict[str, int] = {}  # slot id -> stored number
         self.numbers: dict[int, int] = {}  # live number -> stored number
         self._counted = 0  # stored trials that count toward the budget
         self._others_running = 0
@@ -364,34 +596,124 @@ class StudyMirror:
         self._claim_grew = False  # trials started since the claim was written
         self._stop = threading.Event()
         self.store_seconds = 0.0  # time in storage writes and reads
-        self._write_claim()
-        claims = self._claims()
-        self.alone = not any(self._live(c) for k, c in claims.items() if k != self._key)
-        if not self.alone:  # another live worker: draw another random stream than its own
+        self.registered = register
+        self.reasked = 0
+        if not register:
+            self.alone = True
+            self.resumed = self._sync()
+            return
+        with self._locked():
+            self._write_claim()
+            claims = self._claims()
+            self.alone = not any(self._live(c) for k, c in claims.items() if k != self._key)
+            self.resumed = self._sync()
+            self.reasked = self._reask(claims)
+        if not self.alone and reseed:  # another live worker: draw another random stream
             self.study.sampler.reseed_rng()
-        self.resumed = self._sync()
-        self.reasked = self._reask(claims)
         self._beat = threading.Thread(target=self._beat_loop, name="optimkit-heartbeat",
                                       daemon=True)  # fmt: skip
         self._beat.start()
 
+    # ------------------------------------------------------------------------------ storage
+    def _call(self, fn: Any, *args: Any, found: Any = None, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs), retried with backoff (0.05 s doubling to 2 s) while the storage
+        is unreachable, for up to `retry_seconds`; `found()`, called before each retry, returns
+        the result of a write that reached the storage before its connection broke (or None)."""
+        deadline, delay = None, 0.05
+        while True:
+            try:
+                with self._io:
+                    return fn(*args, **kwargs)
+            except Exception as e:
+                if not _transient(e):
+                    raise
+                if self._gave_up:  # stopping after StorageUnavailable: no second wait
+                    raise StorageUnavailable(f"storage: {self.label} unreachable "
+                                             f"({_reason(e)})") from None  # fmt: skip
+                now = time.monotonic()
+                deadline = now + self.retry_seconds if deadline is None else deadline
+                if now >= deadline:
+                    self._gave_up = True
+                    raise StorageUnavailable(
+                        f"storage: {self.label} unreachable for {self.retry_seconds:.0f} s "
+                        f"({_reason(e)}); every trial stored before is kept: run the same "
+                        "command again to continue the study"
+                    ) from None
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
+                if found is not None:
+                    try:
+                        with self._io:
+                            result = found()
+                    except Exception as again:
+                        if not _transient(again):
+                            raise
+                        continue
+                    if result is not None:
+                        return result
+
+    def _locked(self) -> Any:
+        """The study's lock (see `study_lock`), taken with retries, holding this worker's
+        storage calls (the heartbeat waits)."""
+        mirror = self
+
+        class _Held:
+            def __enter__(self) -> None:
+                mirror._io.acquire()
+                try:
+                    mirror._call(mirror.lock.__enter__)
+                except BaseException:
+                    mirror._io.release()
+                    raise
+
+            def __exit__(self, *exc: object) -> None:
+                try:
+                    mirror.lock.__exit__(*exc)
+                finally:
+                    mirror._io.release()
+
+        return _Held()
+
     # ------------------------------------------------------------------------------ workers
     def _claim(self, done: bool = False, beat: float | None = None) -> dict[str, Any]:
-        running = [] if done else list(self._running.values())
+        asked = [] if done else list(self._running.values())
+        reserved = [] if done else [s for s in self._fixed + self._fresh]
+        params = [self._slots[s] for s in asked]
         return {"beat": time.time() if beat is None else beat, "done": done, "host": self._host,
-                "pid": os.getpid(), "running": running}  # fmt: skip
+                "pid": os.getpid(), "running": params, "slots": asked, "reserved": [
+                    {"slot": s, "params": self._slots.get(s)} for s in reserved]}  # fmt: skip
 
     def _write_claim(self, done: bool = False, beat: float | None = None) -> None:
         with self._lock:
             claim = self._claim(done, beat)
             self._claim_dirty = self._claim_grew = False
-        self.storage.set_study_system_attr(self.study_id, self._key, claim)
+        self._call(self.storage.set_study_system_attr, self.study_id, self._key, claim)
         self._claim_written = time.perf_counter()
 
     def _claims(self) -> dict[str, dict[str, Any]]:
-        attrs = self.storage.get_study_system_attrs(self.study_id)
+        attrs = self._call(self.storage.get_study_system_attrs, self.study_id)
         return {k: v for k, v in attrs.items() if k.startswith(WORKER_PREFIX)
                 and isinstance(v, dict)}  # fmt: skip
+
+    @staticmethod
+    def _entries(claim: dict[str, Any]) -> list[tuple[str | None, dict[str, Any] | None]]:
+        """(slot id, params) of what a claim holds: its running trials (an earlier optimkit's
+        claims name their params only) and the slots it reserved but has not asked yet."""
+        running = [p for p in claim.get("running", []) if isinstance(p, dict)]
+        slots = claim.get("slots")
+        if not isinstance(slots, list) or len(slots) != len(running):
+            slots = [None] * len(running)
+        out: list[tuple[str | None, dict[str, Any] | None]] = list(zip(slots, running, strict=True))
+        for r in claim.get("reserved", []):
+            if isinstance(r, dict) and isinstance(r.get("slot"), str):
+                params = r.get("params")
+                out.append((r["slot"], params if isinstance(params, dict) else None))
+        return out
+
+    def _is_stored(self, slot: str | None, params: dict[str, Any] | None) -> bool:
+        if slot is not None:
+            return slot in self._finished_slots
+        return params is not None and _key(params) in self._finished_params
 
     def _live(self, claim: dict[str, Any]) -> bool:
         if claim.get("done"):
@@ -410,25 +732,40 @@ class StudyMirror:
     def _beat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_interval):
             try:
-                self._write_claim()
+                with self._io:
+                    with self._lock:
+                        claim = self._claim()
+                    self.storage.set_study_system_attr(self.study_id, self._key, claim)
             except Exception:  # a transient storage error: the next beat tries again
                 continue
 
     def _reask(self, claims: dict[str, dict[str, Any]]) -> int:
-        """Enqueue, in the live study, the running trials of stale workers that no stored
-        trial has finished; mark those workers done."""
+        """Take over the slots of stale workers that no stored trial has filled (under the
+        study's lock): the asked ones are enqueued in the live study with their parameters,
+        the reserved ones are asked afresh; mark those workers done. Their claim is closed
+        before this worker's names the slots (a kill in between frees them, never doubles)."""
         stale = {k: c for k, c in claims.items() if k != self._key and not c.get("done")
                  and not self._live(c)}  # fmt: skip
         if not stale:
             return 0
         n = 0
         for key, claim in stale.items():
-            self.storage.set_study_system_attr(self.study_id, key, {**claim, "running": [],
-                                               "done": True, "taken_by": self.worker})  # fmt: skip
-            for params in claim.get("running", []):
-                if isinstance(params, dict) and _key(params) not in self._finished_params:
-                    self.study.enqueue_trial(params, skip_if_exists=False)
-                    n += 1
+            entries = [e for e in self._entries(claim) if not self._is_stored(*e)]
+            self._call(self.storage.set_study_system_attr, self.study_id, key,
+                       {**claim, "running": [], "slots": [], "reserved": [], "done": True,
+                        "taken_by": self.worker})  # fmt: skip
+            for _, params in entries:
+                slot = uuid.uuid4().hex
+                with self._lock:
+                    self._slots[slot] = params
+                    if params is not None:
+                        self.study.enqueue_trial(params, skip_if_exists=False)
+                        self._fixed.append(slot)
+                    else:
+                        self._fresh.append(slot)
+                n += 1
+        if n:
+            self._write_claim()
         return n
 
     # ------------------------------------------------------------------------------ syncing
@@ -436,39 +773,116 @@ class StudyMirror:
         """Add the finished trials stored by others (or earlier runs) to the live study;
         recount the budget. Returns how many were added."""
         tic = time.perf_counter()
-        stored = self.stored.get_trials(deepcopy=False)
+        stored = self._call(self.stored.get_trials, deepcopy=False)
         new = [t for t in stored if t.number not in self._seen and t.state in _FINISHED]
         for t in new:
             self.study.add_trial(t)
             self._seen.add(t.number)
             self._finished_params.add(_key(t.params))
+            slot = t.system_attrs.get(SLOT_KEY)
+            if isinstance(slot, str):
+                self._finished_slots[slot] = t.number
         self._counted = sum(1 for t in stored if counts_toward_budget(t))
         self.store_seconds += time.perf_counter() - tic
         return len(new)
 
-    def budget_left(self, trials: int) -> int:
-        """`trials` less the study's finished trials, other live workers' running ones and
-        this worker's; stale workers' running trials are enqueued here to be asked again."""
-        tic = time.perf_counter()
+    def _refresh(self) -> int:
+        """Under the lock: the stored trials and claims, stale workers' slots taken over;
+        returns what may still be asked: `trials` less the finished trials, the other live
+        workers' slots and this worker's asked ones (its reserved slots are part of it)."""
         claims = self._claims()  # before the trials: a trial stored meanwhile is found below
-        self.store_seconds += time.perf_counter() - tic
         self._sync()
         self.reasked += self._reask(claims)
-        # a claim can still name a trial its worker has just stored: counted once
         self._others_running = sum(
-            sum(1 for p in c.get("running", []) if _key(p) not in self._finished_params)
+            sum(1 for e in self._entries(c) if not self._is_stored(*e))
             for k, c in claims.items() if k != self._key and self._live(c)
         )  # fmt: skip
-        return trials - self._counted - self._others_running - len(self._running)
+        return -self._counted - self._others_running - len(self._running)
+
+    def budget_left(self, trials: int) -> int:
+        """`trials` less the study's finished trials, other live workers' slots and this
+        worker's running trials; stale workers' running trials are enqueued here to be asked
+        again (they are part of what is left)."""
+        tic = time.perf_counter()
+        with self._locked():
+            left = trials + self._refresh()
+        self.store_seconds += time.perf_counter() - tic
+        return left
+
+    def claim(self, wanted: int, trials: int) -> int:
+        """Reserve, under the study's lock, up to `wanted` trials of the budget `trials` for
+        this worker (the slots it took over from stale workers first) and write its claim, so
+        that workers sharing a study never ask more than `trials` in all (exact where the
+        storage has a lock, see `study_lock`). Returns how many trials to ask now; each is
+        then given to `started`."""
+        tic = time.perf_counter()
+        with self._locked():
+            left = trials + self._refresh()
+            n = max(0, min(wanted, left))
+            held = len(self._fixed) + len(self._fresh)
+            fresh = max(0, n - held)
+            if fresh:
+                with self._lock:
+                    for _ in range(fresh):
+                        slot = uuid.uuid4().hex
+                        self._slots[slot] = None
+                        self._fresh.append(slot)
+                self._write_claim()
+        self.store_seconds += time.perf_counter() - tic
+        return min(n, len(self._fixed) + len(self._fresh))
+
+    def release_unasked(self) -> None:
+        """Give back the reserved slots that were not asked (a grid that ran out)."""
+        with self._lock:
+            if not self._fresh:
+                return
+            for slot in self._fresh:
+                self._slots.pop(slot, None)
+            self._fresh = []
+        self._write_claim()
+
+    def complete(self, trials: int) -> bool:
+        """Whether the study holds `trials` finished trials (counted as the budget counts)."""
+        with self._io:
+            self._sync()
+        return self._counted >= trials
 
     # ------------------------------------------------------------------------------ events
     def started(self, trial: optuna.Trial) -> None:
+        """`trial` (asked from the live study) fills the next claimed slot: an enqueued one
+        first, as the study asks enqueued trials first; one without a claim gets a slot now."""
         with self._lock:
-            self._running[trial.number] = dict(trial.params)
+            if self._fixed:
+                slot = self._fixed.pop(0)
+            elif self._fresh:
+                slot = self._fresh.pop(0)
+            else:
+                slot = uuid.uuid4().hex
+            self._slots[slot] = dict(trial.params)
+            self._running[trial.number] = slot
             self._claim_grew = True
 
     def finished(self, number: int) -> None:
         self._ended.append(number)
+
+    def _write_trial(self, trial: FrozenTrial, slot: str | None) -> int:
+        """Write one finished trial; returns its stored number. A write whose connection broke
+        after it reached the storage is found by its slot id, not written twice."""
+        template = copy.copy(trial)
+        if slot is not None:
+            template.system_attrs = {**trial.system_attrs, SLOT_KEY: slot}
+
+        def found() -> int | None:
+            if slot is None:
+                return None
+            self._sync()
+            return self._finished_slots.get(slot)
+
+        def write() -> int:
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+            return self.storage.get_trial_number_from_id(trial_id)
+
+        return int(self._call(write, found=found))
 
     def flush(self) -> None:
         """Write every trial ended since the last flush (one write each), and the worker's
@@ -476,44 +890,59 @@ class StudyMirror:
         tic = time.perf_counter()
         if self._ended:
             live = self.study.get_trials(deepcopy=False)  # indexed by number
-            for number in self._ended:
+            for number in list(self._ended):
                 trial = live[number]
                 assert trial.number == number
-                trial_id = self.storage.create_new_trial(self.study_id, template_trial=trial)
-                stored = self.storage.get_trial_number_from_id(trial_id)
+                slot = self._running.get(number)
+                stored = self._write_trial(trial, slot)
                 self.numbers[number] = stored
                 self._seen.add(stored)
                 self._finished_params.add(_key(trial.params))
+                if slot is not None:
+                    self._finished_slots[slot] = stored
                 if counts_toward_budget(trial):
                     self._counted += 1
                 with self._lock:
                     self._running.pop(number, None)
+                    if slot is not None:
+                        self._slots.pop(slot, None)
                     self._claim_dirty = True
-            self._ended = []
+                self._ended.remove(number)
             if isinstance(self.storage, LocalJournal):
                 self.storage.sync()
         # started trials are claimed at once (a killed worker's are then asked again); ended
         # ones leave the claim within a second
-        if self._claim_grew or (self._claim_dirty
-                                and time.perf_counter() - self._claim_written >= 1.0):  # fmt: skip
+        due = self._claim_dirty and time.perf_counter() - self._claim_written >= 1.0
+        if self.registered and (self._claim_grew or due):
             self._write_claim()
         self.store_seconds += time.perf_counter() - tic
 
     def close(self, completed: bool = True) -> None:
         """Stop the heartbeat; `completed`: this worker is done (nothing left running), else
         it stopped early (an error): its running trials are re-asked by the next worker."""
+        if not self.registered:
+            return
         self._stop.set()
         self._beat.join()
-        self.flush()
-        self._write_claim(done=completed and not self._running, beat=None if completed else 0.0)
-        if isinstance(self.storage, LocalJournal):
-            self.storage.sync()
+        try:
+            self.flush()
+        finally:
+            if completed:
+                with self._lock:  # reserved slots never asked (a timeout) are given back
+                    for slot in self._fixed + self._fresh:
+                        self._slots.pop(slot, None)
+                    self._fixed, self._fresh = [], []
+            self._write_claim(done=completed and not self._running,
+                              beat=None if completed else 0.0)  # fmt: skip
+            if isinstance(self.storage, LocalJournal):
+                self.storage.sync()
 
     # ------------------------------------------------------------------------------ reading
     def best_trial(self) -> FrozenTrial | None:
         """The stored complete trial with the best first objective, over every run."""
         self._sync()
-        complete = self.stored.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete = self._call(self.stored.get_trials, deepcopy=False,
+                              states=(TrialState.COMPLETE,))  # fmt: skip
         complete = [t for t in complete if t.values and math.isfinite(t.values[0])]
         if not complete:
             return None

@@ -139,23 +139,23 @@ class Tuner:
         self.overhead = 0.0
         self.start = 0.0
         self.first_target: float | None = None
+        self.poll = 0.2  # seconds between looks at the study while others finish it
+        self.describe_best = True  # False: a worker of several (its driver describes the best)
 
     # ------------------------------------------------------------------------------ asking
-    def _budget_left(self) -> int:
-        if self.timeout is not None and time.perf_counter() - self.start >= self.timeout:
-            return 0
-        return self.mirror.budget_left(self.trials)
-
     def _running(self) -> int:
         return sum(1 for p in self.pools for t in p.trials if t is not None)
 
     def _ask(self) -> None:
-        """Ask as many trials as there are free slots, and place them."""
+        """Claim as many trials as there are free slots (see `StudyMirror.claim`: workers on
+        one study never ask more than the budget in all), ask them, and place them."""
         tic = time.perf_counter()
         free = self.population - self._running() - sum(map(len, self.pending.values()))
-        n = min(free, self._budget_left()) if free > 0 else 0
-        for _ in range(max(n, 0)):
+        timed_out = self.timeout is not None and time.perf_counter() - self.start >= self.timeout
+        n = self.mirror.claim(free, self.trials) if free > 0 and not timed_out else 0
+        for _ in range(n):
             if self.grid is not None and self._grid_left() <= 0:
+                self.mirror.release_unasked()
                 break  # every grid point is finished or running
             trial = self.study.ask()
             config = self.space.suggest(trial)
@@ -337,8 +337,11 @@ class Tuner:
                 self.mirror.flush()
                 self.overhead += time.perf_counter() - tic
                 self.pools = [p for p in self.pools if p.active()]
-                if not self.pools:
+                if not self.pools and self._done():
                     break
+                if not self.pools:  # other workers hold the rest of the budget: wait for
+                    time.sleep(self.poll)  # them to finish it, or to take over a dead one's
+                    self._ask()
             completed = True
         finally:
             tic = time.perf_counter()
@@ -354,7 +357,35 @@ class Tuner:
             metric=self.metric, time_to_target=self.first_target, asked=self.asked,
             finished_before=self.finished_before,
         )  # fmt: skip
+        if self.describe_best:
+            self._describe_best(result)
+        return result
+
+    def _done(self) -> bool:
+        """Nothing left to ask: the study holds its budget of finished trials (other workers'
+        running ones finished, or taken over and re-run here), the timeout passed, or the grid
+        is covered."""
+        if self.timeout is not None and time.perf_counter() - self.start >= self.timeout:
+            return True
+        if self.grid is not None and self._grid_left() <= 0:
+            return True
+        return self.mirror.complete(self.trials)
+
+    def describe(self) -> TuneResult:
+        """The study as stored, and its best trial (trained again for its module and test
+        metrics), without asking any trial: the driver of several workers, at the end."""
+        self.start = time.perf_counter()
+        self.mirror._sync()
+        counts: dict[str, int] = defaultdict(int)
+        for t in self.mirror.stored.get_trials(deepcopy=False):
+            counts[t.state.name.lower()] += 1
+        result = TuneResult(
+            study=self.mirror.stored, best_number=None, best_config=None, best_value=None,
+            test={}, counts=dict(counts), seconds=0.0, overhead_seconds=0.0,
+            metric=self.metric, finished_before=self.finished_before,
+        )  # fmt: skip
         self._describe_best(result)
+        result.seconds = time.perf_counter() - self.start
         return result
 
     def _describe_best(self, result: TuneResult) -> None:

@@ -1,0 +1,399 @@
+"""Several population tuners on one study: worker processes on this machine, or Ray actors.
+
+The driver (`optimkit tune --workers N`, `--ray`) opens the study, publishes its tune options
+in the study's system attributes (``optimkit:options``), starts the workers and watches the
+study (one progress bar: finished trials across all workers, best value). Each worker
+(`run_worker`, also `optimkit worker --storage URL --study-name S` from any machine) reads the
+options from the study, loads the data, and runs a `Tuner` on its own share of the CPU
+threads (or its own GPU). The workers share the budget through their claims in the storage
+(`StudyMirror.claim`, under the study's lock), so the study ends with exactly ``--trials``
+finished trials; a worker that dies (kill -9, a killed Ray actor) leaves a claim whose slots
+the others take over and run again. When they are done, the driver describes the study's
+best trial once (trained again for its test metrics and the exported model) and writes the
+results; the workers write nothing but trials.
+
+Storage: several processes need one that Optuna supports for them: the journal file (the
+default, one machine) or an RDB server (PostgreSQL, also through Optuna's gRPC storage proxy,
+``grpc://HOST:PORT``); an SQLite URL is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from optimkit.tune.storage import (
+    OPTIONS_KEY,
+    counts_toward_budget,
+    create_or_load,
+    is_sqlite,
+    open_storage,
+)
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class Scale:
+    """How a tune run is spread: `workers` processes (None: one per Ray node), on Ray when
+    `ray` (at `address`: None starts a local instance, "auto" or HOST:PORT joins a cluster)."""
+
+    workers: int | None = None
+    ray: bool = False
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers: expected an int >= 1, got {self.workers}")
+        if self.address is not None and not self.ray:
+            raise ValueError(f"got an address ({self.address!r}) without --ray")
+
+    @property
+    def spread(self) -> bool:
+        return self.ray or (self.workers or 1) > 1
+
+
+@dataclass
+class Study:
+    """What the tuner of a study is built from (the same in the driver and every worker)."""
+
+    name: str
+    metric: str
+    directions: list[str]
+    space: Any
+    sampler: optuna.samplers.BaseSampler
+    pruner: optuna.pruners.BasePruner
+
+
+def study_of(options: Any, dataset: Any, seed_offset: int = 0) -> Study:
+    """The study's name, metric, directions, search space, sampler and pruner from the tune
+    options; `seed_offset` gives each worker its own sampler stream."""
+    from optimkit.metrics import get_metric
+    from optimkit.tune import SearchSpace, make_pruner, make_sampler
+    from optimkit.tune.tuner import DEFAULT_METRIC
+
+    space = SearchSpace.from_config(options.space, options.optimizer)
+    metric = options.metric or DEFAULT_METRIC[dataset.task]
+    direction = "maximize" if get_metric(metric).greater_is_better else "minimize"
+    multi = len(options.objectives) > 1
+    directions = [direction] + ["minimize"] * (len(options.objectives) - 1)
+    sampler = make_sampler(options.sampler, space, options.seed + seed_offset,
+                           options.grid_points, multi)  # fmt: skip
+    pruner = make_pruner(options.pruner if not multi else "none", options.epochs)
+    name = options.study_name or f"{dataset.name}-{options.model}-{options.optimizer or 'mixed'}"
+    return Study(name, metric, directions, space, sampler, pruner)
+
+
+def tuner_of(options: Any, dataset: Any, base: Any, study: Study, mirror: Any) -> Any:
+    from optimkit.tune import Tuner
+
+    return Tuner(
+        dataset, base, study.space, mirror, trials=options.trials, timeout=options.timeout,
+        population=options.population, metric=study.metric,
+        objectives=tuple(options.objectives), target=options.target_value,
+    )  # fmt: skip
+
+
+def check_storage(spec: str | None, scale: Scale) -> None:
+    """Refuse storages that several workers cannot share: SQLite (Optuna's documentation: one
+    process only), and a local file on a Ray cluster of several machines (checked there)."""
+    if scale.spread and is_sqlite(spec):
+        raise ValueError(
+            f"storage: SQLite ({spec}) is for one process; with several workers use the "
+            "journal file (the default, OUT/study.journal, or journal:PATH) or PostgreSQL "
+            "(--storage postgresql://...)"
+        )
+
+
+def is_local_file(spec: str) -> bool:
+    return spec.startswith("journal:") or spec.endswith((".log", ".journal"))
+
+
+# ------------------------------------------------------------------------------ a worker
+def run_worker(
+    spec: str,
+    study_name: str,
+    *,
+    threads: int | None = None,
+    device: str | None = None,
+    index: int | None = None,
+    heartbeat_interval: float | None = None,
+    grace_period: float | None = None,
+    retry_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Join the study `study_name` in the storage `spec` and tune until its budget is spent;
+    its options come from the study (published by its driver). Returns this worker's line."""
+    import torch
+
+    from optimkit.cli.options import TuneOptions
+    from optimkit.tune import StudyMirror
+    from optimkit.tune.storage import storage_label
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(spec, None)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        raise ValueError(f"study: no study {study_name!r} in {spec}") from None
+    published = storage.get_study_system_attrs(study_id).get(OPTIONS_KEY)
+    del storage  # the tuner's is opened with the data (below)
+    if not isinstance(published, dict):
+        raise ValueError(f"study: {study_name!r} in {spec} was not started by optimkit tune "
+                         "--workers/--ray (it has no published options)")  # fmt: skip
+    values = {**published, "storage": spec, "study_name": study_name}
+    if threads is not None:
+        values["threads"] = threads
+    if device is not None:
+        values["device"] = device
+    options = TuneOptions(**values)
+    from optimkit.cli.tune import _prepare
+
+    tic = time.perf_counter()
+    _, dataset, base, storage = _prepare(options, "runs/tune")
+    storage_kw: dict[str, Any] = {"label": storage_label(spec, Path("."))}
+    given = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+             "retry_seconds": retry_seconds}  # fmt: skip
+    storage_kw.update({k: v for k, v in given.items() if v is not None})
+    study = study_of(options, dataset, seed_offset=0 if index is None else 7919 * index)
+    mirror = StudyMirror(storage, study.name, study.directions, study.sampler, study.pruner,
+                         reseed=index is None, **storage_kw)  # fmt: skip
+    tuner = tuner_of(options, dataset, base, study, mirror)
+    tuner.describe_best = False
+    result = tuner.run()
+    import socket
+
+    return {
+        "worker": mirror.worker, "index": index, "host": socket.gethostname(),
+        "pid": os.getpid(), "threads": torch.get_num_threads(), "device": options.device,
+        "asked_trials": result.asked, "reasked_trials": mirror.reasked,
+        "seconds": time.perf_counter() - tic, "tuner_overhead_seconds": result.overhead_seconds,
+        "storage_seconds": mirror.store_seconds, "exit": 0,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the driver
+@dataclass
+class Driven:
+    """What the driver hands the results writer."""
+
+    out: Path
+    dataset: Any
+    name: str
+    metric: str
+    result: Any  # TuneResult
+    resumed: int
+    reasked: int
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Watch:
+    """The driver's view of the study: finished trials (as the budget counts them) and the
+    best value, read at most every `every` seconds; storage errors are skipped (a restarting
+    database: the workers retry, the next look sees it)."""
+
+    def __init__(self, spec: str, name: str, maximize: bool, every: float = 0.5) -> None:
+        self.storage = open_storage(spec, None)
+        self.study_id = self.storage.get_study_id_from_name(name)
+        self.maximize, self.every = maximize, every
+        self.finished, self.best = 0, None
+        self._last = -float("inf")
+
+    def look(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        try:
+            trials = self.storage.get_all_trials(self.study_id, deepcopy=False, states=_FINISHED)
+        except Exception:
+            return
+        self.finished = sum(1 for t in trials if counts_toward_budget(t))
+        values = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
+        if values:
+            self.best = max(values) if self.maximize else min(values)
+
+
+def worker_threads(options_threads: int | None, workers: int) -> int:
+    """Each worker's CPU threads: as given (--threads, per worker), else an equal share of
+    this machine's cores (at least one)."""
+    if options_threads is not None:
+        return options_threads
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
+def drive(
+    options: Any,
+    scale: Scale,
+    show_progress: bool = True,
+    threads_given: bool = False,
+    on_start: Callable[[list[Any]], None] | None = None,
+) -> Driven:
+    """Run the study on `scale`'s workers; see the module docstring. `on_start` receives the
+    workers (processes, or Ray actor handles) once they are started (tests kill one)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from optimkit.cli.tune import _prepare
+    from optimkit.tune import StudyMirror
+
+    check_storage(options.storage, scale)
+    # the driver only reads (its looks at a restarting database are skipped, not reported)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = Path(options.out or "runs/tune").resolve()
+    spec = options.storage
+    if spec is None:  # the default file, named absolutely for every worker
+        from optimkit.tune.storage import default_storage_path
+
+        out.mkdir(parents=True, exist_ok=True)
+        path = default_storage_path(out)
+        spec = f"sqlite:///{path}" if path.suffix == ".db" else f"journal:{path}"
+        check_storage(spec, scale)
+    elif is_local_file(spec):
+        spec = f"journal:{Path(spec.removeprefix('journal:')).resolve()}"
+    _, dataset, base, storage = _prepare(options.model_copy(update={"storage": spec}), str(out))
+    study = study_of(options, dataset)
+    study_id = create_or_load(storage, study.name, _directions(study.directions))
+    published = options.model_dump(mode="json", exclude={"storage"})
+    published["study_name"] = study.name
+    if Path(str(options.data)).exists():  # a file: named absolutely for the workers
+        published["data"] = str(Path(str(options.data)).resolve())
+    storage.set_study_system_attr(study_id, OPTIONS_KEY, published)
+    if hasattr(storage, "sync"):
+        storage.sync()
+    watch = Watch(spec, study.name, study.directions[0] == "maximize")
+    watch.look(force=True)
+    resumed = watch.finished
+    threads = options.threads if threads_given else None
+    progress = Progress(TextColumn("[bold]tuning[/bold]"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} trials"),
+                        TextColumn("{task.fields[best]}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), disable=not show_progress)  # fmt: skip
+    with progress:
+        bar = progress.add_task("trials", total=options.trials, completed=resumed, best="")
+
+        def tick() -> None:
+            watch.look()
+            best = "" if watch.best is None else f"best {study.metric} {watch.best:.4f}"
+            progress.update(bar, completed=min(watch.finished, options.trials), best=best)
+
+        if scale.ray:
+            from optimkit.tune.ray_workers import run_ray
+
+            lines = run_ray(spec, study.name, scale, threads, options, tick, on_start)
+        else:
+            lines = run_processes(spec, study.name, scale.workers or 1, threads, options, tick,
+                                  on_start)  # fmt: skip
+        watch.look(force=True)
+        progress.update(bar, completed=min(watch.finished, options.trials))
+    timed_out = options.timeout is not None
+    if watch.finished < options.trials and not timed_out:
+        failed: dict[str, list[str]] = {}
+        for w in lines:
+            if w.get("exit") != 0:
+                failed.setdefault(str(w.get("error", f"exit {w.get('exit')}")), []).append(
+                    str(w.get("index"))
+                )
+        why = "; ".join(f"worker{'s' * (len(ids) > 1)} {', '.join(ids)}: {error}"
+                        for error, ids in failed.items()) or "the workers stopped"  # fmt: skip
+        raise ValueError(f"tune: the study holds {watch.finished} of {options.trials} finished "
+                         f"trials after every worker ended ({why}); run the same command again "
+                         "to continue it")  # fmt: skip
+    mirror = StudyMirror(storage, study.name, study.directions, study.sampler, study.pruner,
+                         register=False)  # fmt: skip
+    tuner = tuner_of(options, dataset, base, study, mirror)
+    result = tuner.describe()
+    result.asked = sum(int(w.get("asked_trials", 0)) for w in lines)
+    result.finished_before = resumed
+    result.overhead_seconds = sum(float(w.get("tuner_overhead_seconds", 0)) for w in lines)
+    reasked = sum(int(w.get("reasked_trials", 0)) for w in lines)
+    return Driven(out, dataset, study.name, study.metric, result, resumed, reasked, lines)
+
+
+def _directions(names: list[str]) -> list[Any]:
+    from optuna.study import StudyDirection
+
+    return [StudyDirection[d.upper()] for d in names]
+
+
+# ------------------------------------------------------------------------------ processes
+def run_processes(
+    spec: str,
+    name: str,
+    workers: int,
+    threads: int | None,
+    options: Any,
+    tick: Callable[[], None],
+    on_start: Callable[[list[Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """`workers` processes of ``optimkit worker`` on this machine, each pinned to its own
+    cores where there are enough (and given its own GPU where several are visible)."""
+    per = worker_threads(threads, workers)
+    cores = sorted(os.sched_getaffinity(0))
+    gpus = _gpus(options.device)
+    procs = []
+    for i in range(workers):
+        env = {**os.environ, "OMP_NUM_THREADS": str(per), "MKL_NUM_THREADS": str(per)}
+        if gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        mine = cores[i * per : (i + 1) * per] if per * workers <= len(cores) else None
+        cmd = [sys.executable, "-m", "optimkit.cli", "worker", "--storage", spec, "--study-name",
+               name, "--threads", str(per), "--index", str(i), "--json"]  # fmt: skip
+        procs.append(subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+            preexec_fn=(lambda c=mine: os.sched_setaffinity(0, c)) if mine else None,
+        ))  # fmt: skip
+    if on_start is not None:
+        on_start(procs)
+    outputs: dict[int, tuple[str, str]] = {}
+    import threading
+
+    def collect(i: int, p: subprocess.Popen) -> None:  # pipes drained as the workers run
+        outputs[i] = p.communicate()
+
+    readers = [threading.Thread(target=collect, args=(i, p), daemon=True)
+               for i, p in enumerate(procs)]  # fmt: skip
+    for r in readers:
+        r.start()
+    try:
+        while any(p.poll() is None for p in procs):
+            tick()
+            time.sleep(0.1)
+    except BaseException:  # the driver interrupted: stop its workers
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        raise
+    for r in readers:
+        r.join()
+    lines = []
+    for i, p in enumerate(procs):
+        stdout, stderr = outputs.get(i, ("", ""))
+        line: dict[str, Any] = {"index": i, "pid": p.pid, "exit": p.returncode}
+        if p.returncode == 0:
+            with contextlib.suppress(ValueError):
+                line = {**json.loads(stdout), "exit": 0}
+        else:
+            errors = [s for s in stderr.strip().splitlines() if s.strip()]
+            code = p.returncode
+            died = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            line["error"] = errors[-1].removeprefix("error: ") if errors else died
+        lines.append(line)
+    return lines
+
+
+def _gpus(device: str) -> int:
+    if device != "cuda":
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
