@@ -266,8 +266,8 @@ def run(options: AppOptions) -> AppResult:
     from optimkit.solve import exact_optimum
 
     torch.manual_seed(options.seed)
-    steps = 150 if options.quick else 2000
-    k = 3 if options.quick else 6
+    steps = 150 if options.quick else 500
+    k = 3 if options.quick else 5
     skipped = {n: "takes only sparse gradients (a linear model's are dense)"
                for n, c in OPTIMIZERS.items() if c.spec.params == "sparse"}  # fmt: skip
     names = [n for n in OPTIMIZERS if n not in skipped and (not options.quick or n in QUICK)]
