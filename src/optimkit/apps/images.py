@@ -42,7 +42,7 @@ class Sizes:
     evals_per_epoch: int
 
 
-FULL = Sizes(train=None, test=None, epochs=2, seeds=2, batch_size=128, evals_per_epoch=4)
+FULL = Sizes(train=None, test=None, epochs=1, seeds=2, batch_size=128, evals_per_epoch=4)
 QUICK = Sizes(train=384, test=256, epochs=1, seeds=2, batch_size=128, evals_per_epoch=1)
 
 #: the tournament: label -> (optimkit optimizer, its hyperparameters, cosine schedule?)
