@@ -40,7 +40,11 @@ def app_command(
     except OutputError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    result = app.run(AppOptions(out=target, quick=quick, seed=seed))
+    try:  # a missing dataset or bad data is a message, not a traceback
+        result = app.run(AppOptions(out=target, quick=quick, seed=seed))
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     paths = write_app_report(result, target)
     typer.echo(result.table.to_string(index=False))
     for note in result.notes:
