@@ -219,3 +219,21 @@ def test_numbers_stored_as_text_are_numeric(tmp_path):
     frame.to_parquet(tmp_path / "s.parquet")
     ds = load_dataset(str(tmp_path / "s.parquet"), target="y")
     assert ds.feature_names == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b,y\n1,2,3\n4,5,inf\n6,7,8\n", r"line 3: inf; \|y\| must be finite"),
+        ("a,b,y\n1,2,3\n4,5,1e300\n6,7,8\n", r"line 3: 1e\+300; \|y\| must be finite"),
+        ("a,a,y\n1,2,3\n4,5,6\n6,7,8\n", r"line 1: duplicate column name\(s\) \['a'\]"),
+    ],
+)
+def test_non_finite_targets_and_duplicate_columns_are_data_errors(tmp_path, text, message):
+    from optimkit.data import load_dataset
+    from optimkit.data.errors import DataError
+
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(path), target="y")

@@ -28,6 +28,10 @@ _FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet
 _LABELS = {"csv": "CSV", "tsv": "TSV", "parquet": "Parquet"}
 
 
+#: the largest target a float32 model can hold
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def table_format(path: str | Path) -> str | None:
     """'csv', 'tsv' or 'parquet' from the file name (CSV/TSV may be compressed), else None."""
     suffixes = [s.lower() for s in Path(path).suffixes]
@@ -71,6 +75,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"could not read '{path}' as {label}: {str(e).strip()}") from e
     if frame.shape[1] == 0:
         raise DataError(f"data file '{path}' has no columns")
+    if fmt != "parquet":  # pandas renames a repeated header ("a", "a.1"): refuse it instead
+        header = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", header=None, nrows=1)
+        names = [str(v) for v in header.iloc[0].tolist()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise DataError(
+                f"data file '{path}', line 1: duplicate column name(s) {repeated}; "
+                "give every column its own name"
+            )
     if len(frame) == 0:
         raise DataError(f"data file '{path}' has a header but no data rows")
     frame.attrs["format"] = fmt
@@ -188,6 +201,16 @@ def table_to_raw(
             f"target column {target!r} of '{path}' has {len(missing)} missing value(s) (first at "
             f"{_where(fmt, int(missing[0]))}); remove those rows"
         )
+    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
+        numbers = y.to_numpy(dtype=np.float64)
+        bad_rows = np.flatnonzero(~np.isfinite(numbers) | (np.abs(numbers) > _FLOAT32_MAX))
+        if len(bad_rows):
+            first = int(bad_rows[0])
+            raise DataError(
+                f"target column {target!r} of '{path}' has {len(bad_rows)} non-finite or "
+                f"overflowing value(s) (first at {_where(fmt, first)}: {float(numbers[first])!r}; "
+                f"|y| must be finite and at most {_FLOAT32_MAX:.3g})"
+            )
     task = task or infer_task(y)
     if task == "regression":
         if pd.api.types.is_bool_dtype(y):
