@@ -177,3 +177,16 @@ def test_flags_override_the_config(tmp_path):
     assert load_options(cfg, {"impute": "mean"}, TuneOptions).impute == "mean"
     with pytest.raises(UsageError, match="impute: Input should be"):
         load_options(None, {"impute": "zero"}, CompareOptions)
+
+
+def test_an_empty_study_name_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from optimkit.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["tune", "--data", "digits", "--trials", "1",
+                                      "--study-name", "", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: study_name: expected a non-empty name (or leave it out)"
+    assert not out.exists()

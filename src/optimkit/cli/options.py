@@ -445,6 +445,13 @@ class SearchOptions(SharedOptions):
     seed: int = _opt(0, "Seed of the sampler, the data split and the trials.", SEARCH, ge=0,
                      le=MAX_SEED)  # fmt: skip
 
+    @field_validator("study_name")
+    @classmethod
+    def _study_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("study_name: expected a non-empty name (or leave it out)")
+        return value
+
     @field_validator("sampler", "pruner")
     @classmethod
     def _known(cls, value: str, info: Any) -> str:
