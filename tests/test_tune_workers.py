@@ -365,3 +365,36 @@ def test_ray_missing_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r"pip install 'optimkit\[ray\]'"):
         _ray()
+
+
+def test_every_worker_killed_keeps_the_stored_trials(tmp_path):
+    """Both workers of the default journal study killed: the driver stops with one line and
+    the journal (created by this run) keeps every trial stored; the same command continues."""
+    name = _name("allkilled")
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).parent / "optimkit"), "tune", "--workers", "2", "--json",
+           *_flags(None, name, out, long=True)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)  # fmt: skip
+    spec = f"journal:{out / 'study.journal'}"
+    try:
+        _wait(spec, name, 3, None)
+        _wait_claims(spec, name, 2, threading.Event())
+        storage = _storage(spec)
+        attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(name))
+        pids = [v["pid"] for k, v in attrs.items() if k.startswith(WORKER_PREFIX)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        before = _trials(spec, name)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, stderr[-3000:]
+    (line,) = stderr.strip().splitlines()
+    assert f"of {TRIALS} finished trials" in line and "killed by signal 9" in line
+    after = {t.number: t for t in _trials(spec, name)}
+    assert len(after) >= len(before) >= 3
+    for t in before:
+        assert after[t.number].params == t.params and after[t.number].values == t.values

@@ -83,13 +83,20 @@ def compare(
 
 def _run(load, run, as_json: bool, show, default_out: str) -> None:
     from optimkit.outputs import check_out, discard_on_error
+    from optimkit.tune.storage import RunStopped
 
     try:
         options = load()
         out = check_out(options.out or Path(default_out))  # before any work
         # a run refused before it trained leaves no study file and no output folder
+        stopped: Exception | None = None
         with discard_on_error(out, *_storage_files(options.storage)):
-            result = run(options, show_progress=not as_json)
+            try:
+                result = run(options, show_progress=not as_json)
+            except RunStopped as e:  # after it stored trials: what it wrote is kept
+                stopped = e
+        if stopped is not None:
+            raise stopped
     except Exception as e:  # usage errors exit 2 without a traceback; others propagate
         err = as_usage_error(e)
         typer.echo(f"error: {err}", err=True)

@@ -502,7 +502,12 @@ def study_lock(storage: BaseStorage, study_name: str) -> StudyLock:
 
 
 # ------------------------------------------------------------------------------ retrying
-class StorageUnavailable(ValueError):
+class RunStopped(ValueError):
+    """A run that stopped after it may have stored trials (a one-line message): the CLI keeps
+    what it wrote (its study file and output folder), unlike a run refused before it began."""
+
+
+class StorageUnavailable(RunStopped):
     """The storage stayed unreachable longer than the retry window (a one-line message)."""
 
 

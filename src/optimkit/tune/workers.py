@@ -35,6 +35,7 @@ from optuna.trial import TrialState
 
 from optimkit.tune.storage import (
     OPTIONS_KEY,
+    RunStopped,
     counts_toward_budget,
     create_or_load,
     is_sqlite,
@@ -305,7 +306,7 @@ def drive(
                 )
         why = "; ".join(f"worker{'s' * (len(ids) > 1)} {', '.join(ids)}: {error}"
                         for error, ids in failed.items()) or "the workers stopped"  # fmt: skip
-        raise ValueError(f"tune: the study holds {watch.finished} of {options.trials} finished "
+        raise RunStopped(f"tune: the study holds {watch.finished} of {options.trials} finished "
                          f"trials after every worker ended ({why}); run the same command again "
                          "to continue it")  # fmt: skip
     mirror = StudyMirror(storage, study.name, study.directions, study.sampler, study.pruner,
