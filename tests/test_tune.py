@@ -209,7 +209,8 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
 
     done = subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=300)
     payload = json.loads(done.stdout)
-    assert payload["reasked_trials"] == len(running)
+    # re-asked: the running trials and the slots it had reserved but not yet asked
+    assert payload["reasked_trials"] == len(running) + len(claim.get("reserved", []))
     after = optuna.load_study(study_name="k", storage=_journal(path)).trials
     assert [t.number for t in after] == list(range(len(after)))  # unique, contiguous
     for n, t in before.items():  # completed trials kept as they were
