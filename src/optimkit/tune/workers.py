@@ -248,8 +248,6 @@ def drive(
     from optimkit.tune import StudyMirror
 
     check_storage(options.storage, scale)
-    # the driver only reads (its looks at a restarting database are skipped, not reported)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(options.out or "runs/tune").resolve()
     spec = options.storage
     if spec is None:  # the default file, named absolutely for every worker
@@ -262,6 +260,8 @@ def drive(
     elif is_local_file(spec):
         spec = f"journal:{Path(spec.removeprefix('journal:')).resolve()}"
     _, dataset, base, storage = _prepare(options.model_copy(update={"storage": spec}), str(out))
+    # the driver only reads (its looks at a restarting database are skipped, not reported)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = study_of(options, dataset)
     study_id = create_or_load(storage, study.name, _directions(study.directions))
     published = options.model_dump(mode="json", exclude={"storage"})
