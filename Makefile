@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(SYSTEM_CHECK) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES))
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,rdata,apps,ray]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,rdata,apps,ray,bench]'
 	touch $(STAMP)
 
 setup: $(STAMP)
