@@ -167,6 +167,33 @@ def test_read_model_errors(tmp_path):
     assert any("NOSUCH" in w for w in model.warnings)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        ("COST         1.0   LIM1         1.0", "COST         1.0   LIM1         abc",
+         r"bad\.mps:8: COLUMNS: expected a finite number, got 'abc'"),
+        ("X2        MYEQN       -1.0", "X2        MYEQN       inf",
+         r"bad\.mps:11: COLUMNS: expected a finite number, got 'inf'"),
+        ("RHS       COST        -2.5", "RHS       COST        1,5",
+         r"bad\.mps:14: RHS: expected a number, got '1,5'"),
+        ("LO BND       X2          -1.0", "LO BND       X2          nan",
+         r"bad\.mps:19: BOUNDS: expected a number, got 'nan'"),
+    ],
+)  # fmt: skip
+def test_mps_numbers_are_checked(tmp_path, old, new, match):
+    """HiGHS's MPS reader takes a non-numeric field as 0; optimkit names the file and line."""
+    assert old in MPS
+    with pytest.raises(ValueError, match=match):
+        read_model(write(tmp_path, "bad.mps", MPS.replace(old, new)))
+    gz = tmp_path / "bad.mps.gz"
+    gz.write_bytes(gzip.compress(MPS.replace(old, new).encode()))
+    with pytest.raises(ValueError, match=match.replace("mps:", "mps\\.gz:")):
+        read_model(gz)
+    # Infinite bounds and a marker line stay valid.
+    fine = MPS.replace("UP BND       X2           1.0", "UP BND       X2           inf")
+    assert read_model(write(tmp_path, "fine.mps", fine)).col_upper[1] == np.inf
+
+
 def test_nonconvex_qp_file_is_rejected(tmp_path):
     text = QP_LP.replace("2 x^2 + 2 x * y + 2 y^2", "2 x^2 + 6 x * y + 2 y^2")
     with pytest.raises(ValueError, match="not positive semidefinite"):

@@ -113,6 +113,8 @@ def read_model(path: str | Path) -> Model:
         )
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
+    if ".mps" in path.name.lower():
+        _check_mps_numbers(path)
     h = highspy.Highs()
     messages: list[str] = []
     h.setOptionValue("log_to_console", False)
@@ -127,6 +129,53 @@ def read_model(path: str | Path) -> Model:
     model = _from_highs(lp, hess, name=lp.model_name_ or path.stem)
     model.warnings = [_one_line(p.removeprefix("WARNING:")) for p in problems if "WARNING" in p]
     return model
+
+
+# MPS sections whose lines end in numbers: which fields are numbers, and whether they may be
+# infinite. COLUMNS / RHS / RANGES lines are ``[name] key value [key value]``; quadratic
+# sections ``col col value``; BOUNDS ``type [set] col value`` (FR, MI, PL, BV: no value).
+_MPS_PAIRS = {"COLUMNS": False, "RHS": True, "RANGES": True}
+_MPS_LAST = {"QUADOBJ": False, "QMATRIX": False, "QSECTION": False, "QCMATRIX": False}
+_MPS_VALUELESS_BOUNDS = {"FR", "MI", "PL", "BV"}
+
+
+def _check_mps_numbers(path: Path) -> None:
+    """Refuse an MPS numeric field that is not a number (HiGHS's reader takes ``abc`` as 0).
+
+    Raises ValueError naming ``file:line``, the section and the token.
+    """
+    import gzip
+
+    raw = gzip.decompress(path.read_bytes()) if path.name.lower().endswith(".gz") else None
+    text = (raw if raw is not None else path.read_bytes()).decode("utf-8", "replace")
+    section = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("*"):
+            continue
+        tokens = line.split()
+        if not line[0].isspace():
+            section = tokens[0].upper()
+            continue
+        if section in _MPS_PAIRS:
+            if section == "COLUMNS" and "'MARKER'" in (t.upper() for t in tokens):
+                continue
+            fields = tokens[2::2] if len(tokens) % 2 else tokens[1::2]
+            infinite = _MPS_PAIRS[section]
+        elif section in _MPS_LAST:
+            fields, infinite = tokens[-1:], False
+        elif section == "BOUNDS":
+            valueless = tokens[0].upper() in _MPS_VALUELESS_BOUNDS
+            fields, infinite = ([] if valueless else tokens[-1:]), True
+        else:
+            continue
+        for token in fields:
+            try:
+                value = float(token)
+            except ValueError:
+                value = float("nan")
+            if value != value or (not infinite and abs(value) == float("inf")):
+                kind = "a number" if infinite else "a finite number"
+                raise ValueError(f"{path}:{number}: {section}: expected {kind}, got {token!r}")
 
 
 def _one_line(message: str) -> str:
