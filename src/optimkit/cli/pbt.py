@@ -223,6 +223,7 @@ def run_pbt_command(options: PBTOptions, show_progress: bool = True) -> dict[str
         "perturbations": len(result.perturbations),
         "initial": result.initial, "replay": replay_schedule(result),
         "dataset": data_args, "train_config": _config_dict(trainer.config),
+        "options": options.model_dump(mode="json"),
         "scheduler": {
             "perturbation_interval": scheduler.perturbation_interval,
             "burn_in_period": scheduler.burn_in_period,

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from optimkit.cli.command import options_command
-from optimkit.cli.options import TrainOptions, UsageError, as_usage_error, load_options
+from optimkit.cli.options import (
+    MODEL_KEYS,
+    TrainOptions,
+    UsageError,
+    as_usage_error,
+    load_options,
+    read_config,
+)
 
 Opt = typer.Option
 
@@ -21,12 +28,26 @@ def train(
         Path | None, Opt("--config", "-c", help="YAML file; every flag is a key.")
     ] = None,
     json: Annotated[bool, Opt("--json", help="Print the results as JSON.")] = False,
+    replay: Annotated[
+        Path | None,
+        Opt(
+            "--replay",
+            help="An `optimkit pbt` run folder: re-train one model along its best "
+            "member's hyperparameter schedule (data, model, optimizer and training from the "
+            "run; only --out, --overwrite and --threads apply).",
+            rich_help_panel="PBT",
+            show_default=False,
+        ),
+    ] = None,
     **flags: Any,
 ) -> None:
     """Train a model; several values of a hyperparameter train as one population (their product)."""
     try:
-        options = load_options(config, flags, TrainOptions)
-        result = run_train(options, show_progress=not json)
+        if replay is not None:
+            result = run_replay(replay, config, flags, show_progress=not json)
+        else:
+            options = load_options(config, flags, TrainOptions)
+            result = run_train(options, show_progress=not json)
     except Exception as e:  # usage errors exit 2 without a traceback; others propagate
         err = as_usage_error(e)
         typer.echo(f"error: {err}", err=True)
@@ -163,6 +184,114 @@ def run_train(options: TrainOptions, show_progress: bool = True) -> dict[str, An
             if path is not None:
                 path.unlink(missing_ok=True)
     return result
+
+
+#: the options `train --replay` takes; the run fixes the others (see `run_replay`)
+REPLAY_FREE = frozenset({"out", "overwrite", "threads"})
+#: options that have no meaning for a replay
+REPLAY_UNUSED = frozenset({"checkpoint_every", "resume", "resume_override"})
+
+
+def run_replay(
+    run_dir: Path, config: Path | None, flags: dict[str, Any], show_progress: bool = True
+) -> dict[str, Any]:
+    """`optimkit train --replay RUN`: one model re-trained along the best member's
+    hyperparameter schedule of the `optimkit pbt` run in RUN (Ray Tune's
+    PopulationBasedTrainingReplay: the hyperparameters change at the recorded perturbation
+    epochs, the weights are never copied; `optimkit.tune.pbt.replay_run`). Data, split,
+    model, optimizer, training settings and seed are the run's: an option that is given
+    with another value than the run's, a per-member hyperparameter (the schedule sets
+    them) and --checkpoint-every/--resume are refused in one line; --out, --overwrite and
+    --threads apply. Writes OUT like `train` (model, history, config.json, results.json
+    with the schedule)."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from optimkit.outputs import atomic_folder, check_out
+    from optimkit.train.export import export_member
+    from optimkit.tune.pbt import read_run, replay
+
+    values = read_config(config) if config is not None else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    run = read_run(run_dir)
+    base = _replay_options(run.info)
+    given = {k: v for k, v in values.items() if k not in REPLAY_FREE}
+    merged = load_options(None, {**base, **values}, TrainOptions)
+    reference = TrainOptions(**base).model_dump(mode="json")
+    now = merged.model_dump(mode="json")
+    per_member = set(TrainOptions.hyperparameter_fields) | {"clip_grad_norm", "clip_grad_value",
+                                                            "l1"}  # fmt: skip
+    problems = []
+    for key in given:
+        flag = "--" + key.replace("_", "-")
+        if key in per_member:
+            problems.append(f"{flag}: set by the replayed schedule")
+        elif key in REPLAY_UNUSED:
+            problems.append(f"{flag}: not with --replay")
+        elif _plain(now.get(key)) != _plain(reference.get(key)):
+            problems.append(f"{flag} {_show(now.get(key))} given, "
+                            f"{_show(reference.get(key))} in the run")  # fmt: skip
+    if problems:
+        raise UsageError(f"replay: {'; '.join(problems)} ({str(run.folder)!r}); leave them out: "
+                         "--replay takes the data, model, optimizer, training and "
+                         "hyperparameters from the run (only --out, --overwrite and --threads "
+                         "apply)")  # fmt: skip
+    out = merged.out
+    if out is not None:
+        out = check_out(out, replaces=True)
+        if out.resolve() == run.folder.resolve():
+            raise UsageError(f"out: {str(out)!r} is the replayed run's folder; give another one")
+        if out.exists() and any(out.iterdir()) and not merged.overwrite:
+            raise UsageError(f"out: {str(out)!r} exists and is not empty; pass --overwrite")
+    torch.set_num_threads(merged.threads)
+    dataset, train_config = run.dataset(), run.config()
+    progress = Progress(
+        TextColumn("[bold]replay[/bold]"), BarColumn(), TextColumn("epoch {task.completed}/"
+        "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
+        disable=not show_progress,
+    )  # fmt: skip
+    with progress:
+        bar = progress.add_task("epochs", total=train_config.epochs)
+        trainer = replay(
+            dataset, train_config, run.initial(), run.schedule,
+            progress=lambda done, total: progress.update(bar, completed=done),
+        )  # fmt: skip
+    result = {
+        "data": dataset.describe(), "model": train_config.model,
+        "optimizer": base["optimizer"], "members": trainer.summary(), "best_member": 0,
+        "monitor": train_config.monitor, "seconds": trainer.elapsed,
+        "out": str(out) if out else None,
+        "replay": {"run": str(run.folder), "member": int(run.info["best_member"]),
+                   "root": run.schedule[0]["member"], "schedule": run.schedule},
+    }  # fmt: skip
+    if out is not None:
+        with atomic_folder(out) as staging:
+            export_member(trainer, 0, staging / "model")
+            trainer.history.to_csv(staging / "history.csv")
+            trainer.history.to_json(staging / "history.json")
+            written = {**merged.model_dump(mode="json"), "replay": str(run.folder)}
+            (staging / "config.json").write_text(jsonlib.dumps(written, indent=2, default=str))
+            (staging / "results.json").write_text(jsonlib.dumps(result, indent=2, default=str))
+    return result
+
+
+def _replay_options(info: dict[str, Any]) -> dict[str, Any]:
+    """The `train` options equivalent to a PBT run's data, model and training settings (from
+    its results.json: the options it ran with, else its dataset and train_config)."""
+    data, tc = info["dataset"], info["train_config"]
+    ran = info.get("options") or {}
+    out = {"data": data["source"], "seed": [data["seed"]],
+           "per_member_batches": not tc.get("shared_batches", True),
+           "optimizer": ran.get("optimizer", tc["optimizer"])}  # fmt: skip
+    for key in ("target", "task", "impute", "val_fraction", "test_fraction", "pca",
+                "select_k", "device", "dtype"):  # fmt: skip
+        out[key] = data.get(key)
+    for key in ("model", "loss", "epochs", "batch_size", "schedule", "patience", "min_delta",
+                "compile", "autocast", "monitor"):  # fmt: skip
+        out[key] = tc.get(key)
+    out.update({k: v for k, v in tc.get("model_options", {}).items() if k in MODEL_KEYS})
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -452,29 +452,45 @@ def pbt(
 
 
 # ------------------------------------------------------------------------------ replay
-def replay_schedule(result: PBTResult, member: int | None = None) -> list[dict[str, Any]]:
-    """The hyperparameter schedule that produced `member`'s final state (default: the best):
-    its lineage walked back through the members it copied, as segments in time order, each
-    ``{start_epoch, end_epoch, member, <hyperparameters>}``; the first segment's member is the
-    root, whose initial weights and seed the lineage started from (Ray Tune's
-    PopulationBasedTrainingReplay reads the same from its policy log)."""
-    frame = result.segments
-    k = result.best_member if member is None else member
-    end = max(s["end_epoch"] for s in frame if s["member"] == k)
-    path = []
-    while True:
+#: the bookkeeping columns of a lineage (pbt.csv); the others are hyperparameters and the score
+LINEAGE_COLUMNS = ("member", "segment", "start_epoch", "end_epoch", "parent")
+
+
+def lineage(
+    segments: Sequence[Mapping[str, Any]], names: list[str], member: int
+) -> list[dict[str, Any]]:
+    """`member`'s hyperparameter schedule from the segments of a run (`PBTResult.segments`,
+    the rows of pbt.csv): its lineage walked back through the members it copied, as segments
+    in time order, each ``{start_epoch, end_epoch, member, <names>}``. Raises LookupError
+    where no segment continues the lineage."""
+    end = max((int(s["end_epoch"]) for s in segments if s["member"] == member), default=None)
+    if end is None:
+        raise LookupError(f"no segment of member {member}")
+    path, k = [], member
+    for _ in range(len(segments)):
         seg = next(
-            s for s in frame
-            if s["member"] == k and (s["start_epoch"] < end <= s["end_epoch"]
-                                     or s["start_epoch"] == end == 0)
+            (s for s in segments
+             if s["member"] == k and (s["start_epoch"] < end <= s["end_epoch"]
+                                      or s["start_epoch"] == end == 0)),
+            None,
         )  # fmt: skip
-        names = list(result.configs[0])
-        path.append({"start_epoch": seg["start_epoch"], "end_epoch": end, "member": k,
+        if seg is None:
+            raise LookupError(f"no segment of member {k} runs up to epoch {end}")
+        path.append({"start_epoch": int(seg["start_epoch"]), "end_epoch": end, "member": k,
                      **{n: seg[n] for n in names}})  # fmt: skip
         if seg["parent"] is None:
-            break
-        end, k = seg["start_epoch"], int(seg["parent"])
-    return path[::-1]
+            return path[::-1]
+        end, k = int(seg["start_epoch"]), int(seg["parent"])
+    raise LookupError("the lineage loops")
+
+
+def replay_schedule(result: PBTResult, member: int | None = None) -> list[dict[str, Any]]:
+    """The hyperparameter schedule that produced `member`'s final state (default: the best):
+    `lineage` of its segments; the first segment's member is the root, whose initial weights
+    and seed the lineage started from (Ray Tune's PopulationBasedTrainingReplay reads the
+    same from its policy log)."""
+    k = result.best_member if member is None else member
+    return lineage(result.segments, list(result.configs[0]), k)
 
 
 def replay(
@@ -482,12 +498,14 @@ def replay(
     config: TrainConfig,
     initial: Mapping[str, Any],
     schedule: list[dict[str, Any]],
+    progress: Callable[[int, int], None] | None = None,
 ) -> PopulationTrainer:
     """Re-train one model (K = 1) from `initial` (the root member's configuration with its
     seed) along `schedule` (`replay_schedule`): at each segment's start its hyperparameters
-    are written, as PBT's explore wrote them. With shared batches (the default) and the same
-    config, the model follows the PBT member's trajectory exactly."""
-    trainer = PopulationTrainer(dataset, config, [dict(initial)])
+    are written, as PBT's explore wrote them; the weights are never copied. With shared
+    batches (the default) and the same config, the model follows the PBT member's
+    trajectory exactly. `progress(epoch, epochs)` is called after each epoch."""
+    trainer = PopulationTrainer(dataset, config, [dict(initial)], progress=progress)
     names = [n for n in schedule[0] if n not in ("start_epoch", "end_epoch", "member")]
     changes = {int(s["start_epoch"]): {n: s[n] for n in names} for s in schedule[1:]}
     while bool(trainer.active.any()):
@@ -498,32 +516,126 @@ def replay(
     return trainer
 
 
-def replay_run(run_dir: Any) -> PopulationTrainer:
-    """`replay` of the best member of an `optimkit pbt` run folder (its results.json: the
-    dataset, the training config, the root's initial configuration and the schedule)."""
+@dataclass
+class PBTRun:
+    """An `optimkit pbt` run folder, read and checked for a replay: `info` (results.json:
+    the data, the training config, each member's initial configuration), `frame` (pbt.csv,
+    the lineage) and `schedule`, the best member's, read from pbt.csv (Ray's policy log) and
+    checked against the one results.json recorded."""
+
+    folder: Path
+    info: dict[str, Any]
+    frame: pd.DataFrame
+    schedule: list[dict[str, Any]]
+
+    def dataset(self) -> Dataset:
+        import torch
+
+        from optimkit.data import load_dataset
+
+        data = dict(self.info["dataset"])
+        return load_dataset(**{**data, "dtype": getattr(torch, data["dtype"])})
+
+    def config(self) -> TrainConfig:
+        raw = dict(self.info["train_config"])
+        options = dict(raw["model_options"])
+        if "hidden" in options:
+            options["hidden"] = tuple(options["hidden"])
+        return TrainConfig(**{**raw, "model_options": options, "checkpoint_every": None,
+                              "checkpoint_path": None})  # fmt: skip
+
+    def initial(self) -> dict[str, Any]:
+        """The lineage's root member at its start (its hyperparameters and seed)."""
+        root = self.info["initial"][self.schedule[0]["member"]]
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in root.items()}
+
+
+def read_run(run_dir: Any) -> PBTRun:
+    """`PBTRun` of `run_dir`; a folder that is missing, not an `optimkit pbt` run, or whose
+    pbt.csv is damaged raises ValueError with one line naming the file and the problem."""
     import json
 
-    import torch
-
-    from optimkit.data import load_dataset
-
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise ValueError(f"replay: no {str(path)!r}; expected an `optimkit pbt` run folder")
-    info = json.loads(path.read_text())
-    if "replay" not in info or "train_config" not in info:
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ValueError(
+            f"replay: no folder {str(folder)!r}; expected an `optimkit pbt` run folder"
+        )
+    path, csv = folder / "results.json", folder / "pbt.csv"
+    for p in (path, csv):
+        if not p.is_file():
+            raise ValueError(f"replay: no {str(p)!r}; expected an `optimkit pbt` run folder")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = (
+            f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
+        )
+        raise ValueError(f"replay: {str(path)!r} is not valid JSON{where}") from None
+    keys = ("dataset", "train_config", "initial", "replay", "metric", "best_member")
+    if not isinstance(info, dict) or any(k not in info for k in keys):
         raise ValueError(f"replay: {str(path)!r} is not the results of an `optimkit pbt` run")
-    data = dict(info["dataset"])
-    dataset = load_dataset(**{**data, "dtype": getattr(torch, data["dtype"])})
-    raw = dict(info["train_config"])
-    if raw["model"] is None:
-        raise ValueError("replay: the run's model was given as a function; call replay()")
-    options = dict(raw["model_options"])
-    if "hidden" in options:
-        options["hidden"] = tuple(options["hidden"])
-    config = TrainConfig(**{**raw, "model_options": options, "checkpoint_every": None,
-                            "checkpoint_path": None})  # fmt: skip
-    schedule = info["replay"]
-    initial = {k: tuple(v) if isinstance(v, list) else v
-               for k, v in info["initial"][schedule[0]["member"]].items()}  # fmt: skip
-    return replay(dataset, config, initial, schedule)
+    if info["train_config"].get("model") is None:
+        raise ValueError("replay: the run's model was given as a function; call "
+                         "optimkit.tune.pbt.replay() with it")  # fmt: skip
+    recorded = info["replay"]
+    names = [n for n in recorded[0] if n not in ("start_epoch", "end_epoch", "member")]
+    frame = _read_lineage(csv, [*LINEAGE_COLUMNS, *names, info["metric"]])
+    rows = [{**r, "parent": None if pd.isna(r["parent"]) else int(r["parent"])}
+            for r in frame.to_dict(orient="records")]  # fmt: skip
+    try:
+        schedule = lineage(rows, names, int(info["best_member"]))
+    except LookupError as e:
+        raise ValueError(f"replay: {str(csv)!r} is not a complete lineage ({e})") from None
+    if schedule != recorded:
+        diff = next(i for i, (a, b) in enumerate(zip(schedule, recorded, strict=False))
+                    if a != b) if len(schedule) == len(recorded) else None  # fmt: skip
+        why = (f"{len(schedule)} segments against {len(recorded)}" if diff is None
+               else f"segment {diff + 1}: {schedule[diff]} against {recorded[diff]}")  # fmt: skip
+        raise ValueError(f"replay: {str(csv)!r} and results.json disagree on the best member's "
+                         f"schedule ({why})")  # fmt: skip
+    return PBTRun(folder, info, frame, schedule)
+
+
+def _read_lineage(csv: Path, columns: list[str]) -> pd.DataFrame:
+    """pbt.csv (pandas reads its floats back exactly), with its columns, types and each
+    member's segments (numbered from 0, each starting where the last ended) checked."""
+    try:
+        frame = pd.read_csv(csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ValueError(f"replay: {str(csv)!r} is not a readable CSV ({why})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"replay: {str(csv)!r} lacks the column(s) {', '.join(missing)}; "
+                         "expected the lineage an `optimkit pbt` run writes")  # fmt: skip
+    for c in columns:
+        kind = frame[c].dtype
+        if c in ("member", "segment", "start_epoch", "end_epoch") and kind.kind not in "iu":
+            raise ValueError(f"replay: {str(csv)!r}, column {c}: expected integers")
+        if c == "parent" and (kind.kind not in "iuf" or not _whole(frame[c])):
+            raise ValueError(f"replay: {str(csv)!r}, column parent: expected member numbers")
+        if c not in LINEAGE_COLUMNS and c != columns[-1] and frame[c].isna().any():
+            raise ValueError(f"replay: {str(csv)!r}, column {c}: missing values")
+    for k, rows in frame.sort_values(["member", "segment"]).groupby("member"):
+        ends = [0, *rows.end_epoch.tolist()[:-1]]
+        for i, (seg, start, end) in enumerate(zip(rows.segment, rows.start_epoch, ends,
+                                                  strict=True)):  # fmt: skip
+            if seg != i or start != end:
+                raise ValueError(f"replay: {str(csv)!r} is not a complete lineage (member {k}: "
+                                 f"segment {seg} starts at epoch {start}, expected segment {i} "
+                                 f"from epoch {end})")  # fmt: skip
+    return frame
+
+
+def _whole(column: pd.Series) -> bool:
+    values = column.dropna()
+    return bool(((values == values.round()) & (values >= 0)).all())
+
+
+def replay_run(
+    run_dir: Any, progress: Callable[[int, int], None] | None = None
+) -> PopulationTrainer:
+    """`replay` of the best member of an `optimkit pbt` run folder (`read_run`: the dataset,
+    training config and root member from results.json, the schedule from pbt.csv)."""
+    run = read_run(run_dir)
+    return replay(run.dataset(), run.config(), run.initial(), run.schedule, progress=progress)
