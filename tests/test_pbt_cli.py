@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,16 +95,19 @@ def test_an_existing_out_needs_overwrite(tmp_path):
     assert (out / "keep.txt").read_text() == "precious"
 
 
-def test_killed_pbt_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
-    """A real `optimkit pbt` process killed with SIGKILL after a checkpoint, at a random
-    moment; --resume ends with the same lineage, scores and model as a run never killed."""
-    args = ["pbt", "--data", "digits", "--model", "mlp", "--hidden", "16", "--epochs", "30",
-            "--batch-size", "16", "--population", "4", "--perturbation-interval", "2",
-            "--dtype", "float64", "--seed", "3"]  # fmt: skip
-    out = tmp_path / "run"
+KILLED = ["pbt", "--data", "digits", "--model", "mlp", "--hidden", "16", "--epochs", "30",
+          "--batch-size", "16", "--population", "4", "--perturbation-interval", "2",
+          "--dtype", "float64", "--seed", "3"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """A real `optimkit pbt` process killed with SIGKILL after a checkpoint, at a moment that
+    differs from run to run: its output folder."""
+    out = tmp_path_factory.mktemp("killed") / "run"
     ckpt = out / "pbt.checkpoint.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "optimkit.cli", *args, "--out", str(out),
+    cmd = [sys.executable, "-m", "optimkit.cli", *KILLED, "--out", str(out),
            "--checkpoint-every", "1", "--json"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 180
@@ -115,12 +119,21 @@ def test_killed_pbt_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     assert ckpt.exists() and not (out / "results.json").exists(), "killed too late"
     state = torch.load(ckpt, weights_only=False)
     assert 1 <= state["trainer"]["epoch"] < 30
-    resumed = runner.invoke(app, [*args, "--out", str(out), "--checkpoint-every", "1",
-                                  "--resume", "--json"])  # fmt: skip
+    return out
+
+
+def test_killed_pbt_resumes_and_ends_as_an_uninterrupted_run(killed, tmp_path):
+    """--resume of the killed run (with harmless options that differ: threads, checkpoint
+    interval) ends with the same lineage, scores and model as a run never killed."""
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)
+    ckpt = out / "pbt.checkpoint.pt"
+    resumed = runner.invoke(app, [*KILLED, "--out", str(out), "--checkpoint-every", "3",
+                                  "--threads", "1", "--resume", "--json"])  # fmt: skip
     assert resumed.exit_code == 0, resumed.output
-    assert not ckpt.exists()
+    assert not ckpt.exists() and not (out / "pbt.options.json").exists()
     full_out = tmp_path / "full"
-    full = runner.invoke(app, [*args, "--out", str(full_out), "--json"])
+    full = runner.invoke(app, [*KILLED, "--out", str(full_out), "--json"])
     assert full.exit_code == 0, full.output
     a, b = json.loads(resumed.stdout), json.loads(full.stdout)
     for key in ("scores", "best_member", "best_value", "best_config", "test", "replay",
@@ -132,6 +145,60 @@ def test_killed_pbt_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(wa[n], wb[n]) for n in wb)
     study = optuna.load_study(study_name=a["study"], storage=journal(out))
     assert len(study.trials) == 4  # the resumed run replaced nothing twice
+
+
+def _with(args: list[str], flag: str, value: str) -> list[str]:
+    i = args.index(flag)
+    return [*args[:i], flag, value, *args[i + 2 :]]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (("--population", "8"), "population: 4 in the checkpoint, 8 now"),
+        (("--perturbation-interval", "3"), "perturbation_interval: 2 in the checkpoint, 3 now"),
+        (("--epochs", "40"), "epochs: 30 in the checkpoint, 40 now"),
+        (("--data", "wine"), "data: digits in the checkpoint, wine now"),
+        (("--hidden", "8"), "hidden: 16 in the checkpoint, 8 now"),
+        (("--seed", "4"), "seed: 3 in the checkpoint, 4 now"),
+        (("--dtype", "float32"), "dtype: float64 in the checkpoint, float32 now"),
+        (("--explore", "pb2"), "explore: random in the checkpoint, pb2 now"),
+        (("--quantile-fraction", "0.5"), "quantile_fraction: 0.25 in the checkpoint, 0.5 now"),
+        (("--optimizer", "sgd"), "optimizer: adam in the checkpoint, sgd now"),
+        (("--compile", None), "compile: False in the checkpoint, True now"),
+        (("space", {"lr": {"low": 1e-3, "high": 1e-2, "log": True}}),
+         'space: unset in the checkpoint, {"lr": {"low": 0.001, "high": 0.01, "log": true}} now'),
+    ],
+)  # fmt: skip
+def test_resume_with_other_options_is_refused_naming_both_values(killed, tmp_path, change,
+                                                                needle):  # fmt: skip
+    flag, value = change
+    before = (killed / "pbt.checkpoint.pt").read_bytes()
+    args = [*KILLED, "--out", str(killed), "--resume"]
+    if flag == "space":  # a config-file key
+        config = tmp_path / "space.yaml"
+        config.write_text(json.dumps({"space": value}))
+        args += ["-c", str(config)]
+    elif value is None:
+        args.append(flag)
+    else:
+        args = _with(args, flag, value) if flag in args else [*args, flag, value]
+    line = one_line_error(args)
+    assert line.startswith("error: resume: the options differ from the checkpoint's (")
+    assert needle in line and line.endswith("start afresh with --overwrite"), line
+    assert (killed / "pbt.checkpoint.pt").read_bytes() == before
+    assert not (killed / "results.json").exists()
+
+
+def test_resume_lists_every_difference_and_needs_the_record(killed, tmp_path):
+    line = one_line_error([*_with(_with(KILLED, "--population", "5"), "--seed", "9"), "--out",
+                           str(killed), "--resume"])  # fmt: skip
+    assert "population: 4 in the checkpoint, 5 now; seed: 3 in the checkpoint, 9 now" in line
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)
+    (out / "pbt.options.json").unlink()
+    line = one_line_error([*KILLED, "--out", str(out), "--resume"])
+    assert "resume: no readable record" in line and "pbt.options.json" in line
 
 
 def test_replay_of_a_run_follows_the_best_members_trajectory(tmp_path):

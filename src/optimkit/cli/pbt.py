@@ -8,6 +8,9 @@ per member, its segments and perturbations in user attributes, its scores as int
 values; default storage OUT/study.journal, so ``optuna.load_study`` shows it). With
 ``--checkpoint-every N`` the trainer and the PBT loop are checkpointed to
 OUT/pbt.checkpoint.pt; ``--resume`` continues a killed run and ends as an uninterrupted one.
+Resuming with options other than those the run started with (recorded in OUT/pbt.options.json)
+is refused in one line naming each option and both values; only --out, --threads,
+--checkpoint-every, --storage, --study-name (and --json) may differ.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ from optimkit.cli.options import (
 
 PBT_PANEL = "PBT"
 CHECKPOINT = "pbt.checkpoint.pt"
+#: the options a checkpointed run started with, for --resume's comparison
+RECORD = "pbt.options.json"
+#: options that may differ on --resume: where the run goes and how it is watched, not what
+#: it computes (--compile is not among them: it changes the rounding)
+RESUME_FREE = frozenset({"out", "resume", "overwrite", "checkpoint_every", "threads", "storage",
+                         "study_name"})  # fmt: skip
 
 
 class PBTOptions(SharedOptions):
@@ -160,9 +169,11 @@ def run_pbt_command(options: PBTOptions, show_progress: bool = True) -> dict[str
     from optimkit.tune.tuner import DEFAULT_METRIC
 
     out = options.out or Path("runs/pbt")
-    checkpoint = out / CHECKPOINT
+    checkpoint, record = out / CHECKPOINT, out / RECORD
     if options.resume and not checkpoint.is_file():
         raise UsageError(f"resume: no checkpoint {str(checkpoint)!r}; run without --resume")
+    if options.resume:
+        check_resume(options, record)
     if not options.resume and out.is_dir() and any(out.iterdir()):
         if not options.overwrite:
             raise UsageError(f"out: {str(out)!r} exists and is not empty; pass --overwrite or "
@@ -190,6 +201,8 @@ def run_pbt_command(options: PBTOptions, show_progress: bool = True) -> dict[str
     )  # fmt: skip
     scheduler = _scheduler(options)
     out.mkdir(parents=True, exist_ok=True)
+    if options.checkpoint_every and not options.resume:
+        atomic_write(record, jsonlib.dumps(options.model_dump(mode="json"), indent=2))
     progress = Progress(TextColumn(f"[bold]{options.explore if options.explore == 'pb2' else 'pbt'}"
                                    "[/bold]"), BarColumn(),
                         TextColumn("epoch {task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -239,7 +252,37 @@ def run_pbt_command(options: PBTOptions, show_progress: bool = True) -> dict[str
 
     write_pbt_report(out)  # OUT/report: schedules, lineage and score figures, pbt.html
     checkpoint.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
     return summary
+
+
+def check_resume(options: PBTOptions, record: Path) -> None:
+    """--resume with options that differ from those the checkpointed run started with
+    (OUT/pbt.options.json; all but `RESUME_FREE`) is refused in one line naming each option
+    and both values: the resumed run would no longer end as the uninterrupted one."""
+    try:
+        saved = jsonlib.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise UsageError(f"resume: no readable record {str(record)!r} of the options the "
+                         "checkpoint was made with; start afresh with --overwrite")  # fmt: skip
+    now = options.model_dump(mode="json")
+    diffs = [f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(now.get(k))} now"
+             for k in [*now, *(k for k in saved if k not in now)]
+             if k not in RESUME_FREE and saved.get(k) != now.get(k)]  # fmt: skip
+    if diffs:
+        raise UsageError(f"resume: the options differ from the checkpoint's ({'; '.join(diffs)}); "
+                         "resume with the checkpoint's options or start afresh with "
+                         "--overwrite")  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, list):
+        return ",".join(_shown(v) for v in value)
+    return jsonlib.dumps(value) if isinstance(value, dict) else str(value)
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
