@@ -59,11 +59,23 @@ def tune(
             metavar="ADDRESS", help="Ray cluster address, with --ray.", show_default=False
         ),
     ] = None,
+    grpc_proxy: Annotated[
+        bool,
+        Opt(
+            "--grpc-proxy",
+            help=(
+                "Start Optuna's gRPC storage proxy in front of the --storage database "
+                "(postgresql://...): the workers reach the study through it and hold no "
+                "database connection. Needs optimkit\\[ray] (grpcio)."
+            ),
+        ),
+    ] = False,
     **flags: Any,
 ) -> None:
     """Tune hyperparameters with Optuna; trials train as populations (continuous batching)."""
     flags["storage"] = storage
-    scaled = _scaled(workers, ray, address, threads_given=flags.get("threads") is not None)
+    scaled = _scaled(workers, ray, address, threads_given=flags.get("threads") is not None,
+                     grpc_proxy=grpc_proxy)  # fmt: skip
     _run(lambda: load_options(config, flags, TuneOptions), scaled, json, _print_tune,
          "runs/tune")  # fmt: skip
 
@@ -118,18 +130,19 @@ def _storage_files(spec: str | None) -> tuple[Path, ...]:
     return ()
 
 
-def _scaled(workers: int | None, ray: bool, address: str | None, threads_given: bool):
-    """run_tune, on several workers (--workers N > 1, --ray) where asked."""
+def _scaled(workers: int | None, ray: bool, address: str | None, threads_given: bool,
+            grpc_proxy: bool = False):  # fmt: skip
+    """run_tune, on several workers (--workers N > 1, --ray, --grpc-proxy) where asked."""
     if not ray and address is not None:
         return lambda *a, **k: _refuse(f"unexpected argument {address!r} (a Ray address "
                                        "follows --ray)")  # fmt: skip
-    if not ray and (workers or 1) == 1:
+    if not ray and (workers or 1) == 1 and not grpc_proxy:
         return run_tune
 
     def run(options: TuneOptions, show_progress: bool = True) -> dict[str, Any]:
         from optimkit.tune.workers import Scale
 
-        scale = Scale(workers=workers, ray=ray, address=address)
+        scale = Scale(workers=workers, ray=ray, address=address, grpc_proxy=grpc_proxy)
         return run_tune(options, show_progress, scale=scale, threads_given=threads_given)
 
     return run

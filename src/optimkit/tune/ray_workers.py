@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 NAMESPACE = "optimkit"
@@ -49,6 +50,46 @@ class TuneWorker:
             text = str(e).strip().splitlines()
             return {"index": index, "exit": 2, "pid": os.getpid(),
                     "error": text[0] if text else type(e).__name__}  # fmt: skip
+
+
+@dataclass
+class Plan:
+    """The actors of a run: how many, pinned to which nodes (None: spread), each with
+    `num_cpus` and `num_gpus` of Ray's resources and `threads` torch threads."""
+
+    count: int
+    nodes: list[str] | None
+    num_cpus: float
+    num_gpus: int
+    threads: int
+
+
+def plan_actors(
+    nodes: list[dict[str, Any]],
+    cluster_cpus: float,
+    workers: int | None,
+    device: str,
+    threads: int | None,
+) -> Plan:
+    """The actors for the alive `nodes` (as ``ray.nodes()`` lists them): a study on CUDA on a
+    cluster with GPUs gets one actor per GPU (``num_gpus=1`` each: Ray gives each its own
+    CUDA_VISIBLE_DEVICES), else one actor per node (pinned to it); `workers` overrides the
+    count (spread; still one GPU each on CUDA). `threads` (None: an equal share of the
+    smallest node's CPUs) and `num_cpus` (at most the cluster's CPUs over the actors, so
+    every actor can be placed)."""
+    gpus = int(sum(n["Resources"].get("GPU", 0) for n in nodes))
+    per_gpu = device == "cuda" and gpus > 0
+    if workers is not None:
+        count, pinned = workers, None
+    elif per_gpu:
+        count, pinned = gpus, None
+    else:
+        count, pinned = len(nodes), [n["NodeID"] for n in nodes]
+    if threads is None:  # an equal share of a node's CPUs
+        per_node = min(float(n["Resources"].get("CPU", 1)) for n in nodes)
+        threads = max(1, int(per_node * len(nodes) // count)) if count else 1
+    need = min(float(threads), cluster_cpus / max(count, 1))
+    return Plan(count, pinned, need, 1 if per_gpu else 0, threads)
 
 
 def actor_name(study_name: str, index: int) -> str:
@@ -85,28 +126,17 @@ def run_ray(
                 f"{len(nodes)} nodes needs a database server: --storage postgresql://... (or "
                 "grpc://HOST:PORT, Optuna's storage proxy in front of one)"
             )
-        per_gpu = options.device == "cuda" and any(n["Resources"].get("GPU") for n in nodes)
         cpus = float(ray.cluster_resources().get("CPU", 1))
-        if scale.workers is not None:
-            count, pinned = scale.workers, None
-        elif per_gpu:
-            count, pinned = int(sum(n["Resources"].get("GPU", 0) for n in nodes)), None
-        else:
-            count, pinned = len(nodes), [n["NodeID"] for n in nodes]
-        if threads is None:  # an equal share of a node's CPUs
-            per_node = min(float(n["Resources"].get("CPU", 1)) for n in nodes)
-            threads = max(1, int(per_node * len(nodes) // count)) if count else 1
-        need = min(float(threads), cpus / max(count, 1))  # every actor can be placed
+        plan = plan_actors(nodes, cpus, scale.workers, options.device, threads)
+        count, threads = plan.count, plan.threads
         actors = []
         for i in range(count):
-            opts: dict[str, Any] = {"num_cpus": need, "name": actor_name(study_name, i),
-                                    "namespace": NAMESPACE, "max_restarts": 0}  # fmt: skip
-            if per_gpu:
-                opts["num_gpus"] = 1
-            if pinned is not None:
-                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(pinned[i], soft=False)
-            else:
-                opts["scheduling_strategy"] = "SPREAD"
+            opts: dict[str, Any] = {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus,
+                                    "name": actor_name(study_name, i), "namespace": NAMESPACE,
+                                    "max_restarts": 0}  # fmt: skip
+            pin = None if plan.nodes is None else plan.nodes[i]
+            opts["scheduling_strategy"] = "SPREAD" if pin is None else \
+                NodeAffinitySchedulingStrategy(pin, soft=False)  # fmt: skip
             actors.append(ray.remote(TuneWorker).options(**opts).remote(threads))
         futures = {actor.run.remote(spec, study_name, threads, i): i
                    for i, actor in enumerate(actors)}  # fmt: skip

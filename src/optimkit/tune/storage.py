@@ -48,6 +48,7 @@ restarting database) is retried with backoff for `retry_seconds`, then the run s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fcntl
 import hashlib
@@ -59,7 +60,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ from optuna.trial import FrozenTrial, TrialState
 WORKER_PREFIX = "optimkit:worker:"
 SLOT_KEY = "optimkit:slot"  # a stored trial's slot id (the claim it filled)
 OPTIONS_KEY = "optimkit:options"  # the tune options of the study's driver (for workers)
+LOCK_PREFIX = "optimkit:lock:"  # the companion study of a study's `_TrialLock`
 HEARTBEAT_INTERVAL = 30.0  # seconds between a worker's heartbeats
 GRACE_PERIOD = 120.0  # a worker silent for this long is stale
 DEFAULT_FILE = "study.journal"
@@ -138,9 +140,117 @@ def _grpc(spec: str) -> BaseStorage:
     except ImportError:
         raise ValueError("the gRPC storage proxy needs grpcio: pip install 'optimkit[ray]'"
                          ) from None  # fmt: skip
-    storage = GrpcStorageProxy(host=host, port=int(port))
+    import warnings
+
+    with warnings.catch_warnings():  # "experimental": known, and pinned by the tests
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = GrpcStorageProxy(host=host, port=int(port))
     storage.wait_server_ready(timeout=30)
     return storage
+
+
+class GrpcProxy:
+    """Optuna's gRPC storage proxy (`optuna.storages.run_grpc_proxy_server`) in front of the
+    RDB at `url`, run in a child process of this one (``optimkit tune --grpc-proxy``): workers
+    reach the study at `spec` (``grpc://HOST:PORT``) and hold no database connection; only
+    the proxy does. The proxy serves Optuna's cached RDB storage (``optuna.storages.get_storage``,
+    as Optuna's documentation of the proxy advises) and exits when this process does. The URL
+    goes to the child in its environment, not on its command line (a password stays out of
+    ``ps``). `host`: the address to listen on (127.0.0.1: this machine only)."""
+
+    def __init__(self, url: str, host: str = "127.0.0.1", port: int | None = None,
+                 advertise: str | None = None, timeout: float = 60.0) -> None:  # fmt: skip
+        import subprocess
+        import sys
+        import tempfile
+
+        if port is None:
+            with socket.socket() as s:  # a free port
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+        self.host, self.port = host, port
+        self.spec = f"grpc://{advertise or host}:{port}"
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by close)
+        env = {
+            **os.environ,
+            "OPTIMKIT_PROXY_STORAGE": url,
+            "OPTIMKIT_PROXY_HOST": host,
+            "OPTIMKIT_PROXY_PORT": str(port),
+            "OPTIMKIT_PROXY_PARENT": str(os.getpid()),
+        }
+        self.process = subprocess.Popen([sys.executable, "-c", _PROXY_CHILD], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=self._log)  # fmt: skip
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        import grpc
+
+        deadline = time.monotonic() + timeout
+        target = f"{'127.0.0.1' if self.host in ('0.0.0.0', '') else self.host}:{self.port}"
+        with grpc.insecure_channel(target) as channel:
+            ready = grpc.channel_ready_future(channel)
+            while True:
+                if self.process.poll() is not None:
+                    self._log.seek(0)
+                    lines = [x for x in self._log.read().splitlines() if x.strip()]
+                    raise ValueError("storage: the gRPC proxy stopped at start (" +
+                                     (lines[-1] if lines else f"exit {self.process.returncode}")
+                                     + ")")  # fmt: skip
+                try:
+                    ready.result(timeout=0.2)
+                    return
+                except grpc.FutureTimeoutError:
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"storage: the gRPC proxy at {target} did not start "
+                                         f"within {timeout:.0f} s") from None  # fmt: skip
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> GrpcProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# The child of `GrpcProxy`: serves the RDB named in its environment until it is killed or its
+# parent is gone. Optuna only (not optimkit, which would import torch: seconds at start).
+_PROXY_CHILD = """
+import os, sys, threading, time
+import optuna
+from optuna.storages import RDBStorage, get_storage, run_grpc_proxy_server
+
+url, parent = os.environ["OPTIMKIT_PROXY_STORAGE"], int(os.environ["OPTIMKIT_PROXY_PARENT"])
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+try:
+    kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    storage = get_storage(RDBStorage(url, engine_kwargs=kwargs))
+except Exception as e:
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    print(f"cannot open {url.split('@')[-1]!r}: {reason}", file=sys.stderr)
+    sys.exit(2)
+
+def orphaned():  # the driver died (kill -9): stop serving
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+threading.Thread(target=orphaned, daemon=True).start()
+run_grpc_proxy_server(storage, host=os.environ["OPTIMKIT_PROXY_HOST"],
+                      port=int(os.environ["OPTIMKIT_PROXY_PORT"]))
+"""
 
 
 def is_sqlite(spec: str | None) -> bool:
@@ -392,19 +502,17 @@ def create_or_load(
 # ------------------------------------------------------------------------------ study locks
 class StudyLock:
     """What serializes the budget claims of the workers on one study (see `study_lock`): a
-    context manager; `exact` says whether it excludes every other worker."""
+    context manager. `beat`, when set, is called about every `heartbeat_interval` seconds
+    while the lock is waited for (a worker keeps its heartbeat while it waits)."""
 
-    exact = True
+    beat: Callable[[], None] | None = None
+    heartbeat_interval = HEARTBEAT_INTERVAL
 
     def __enter__(self) -> StudyLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-class _NoLock(StudyLock):
-    exact = False  # a storage without one (a gRPC proxy): claims may overlap
 
 
 class _FileLock(StudyLock):
@@ -484,10 +592,117 @@ class _PostgresLock(StudyLock):
             connection.close()
 
 
-def study_lock(storage: BaseStorage, study_name: str) -> StudyLock:
+class _TrialLock(StudyLock):
+    """A queue lock made of trials, for a storage without a lock of its own (Optuna's gRPC
+    storage proxy, ``grpc://HOST:PORT``): public storage calls only, each one serialized by the
+    database behind the proxy.
+
+    The lock of study S is a companion study, ``optimkit:lock:S``. To acquire, a worker creates
+    a RUNNING trial there (number n) and waits until n is the lowest-numbered unfinished trial;
+    to release, it finishes its trial (COMPLETE). Optuna numbers a study's trials one at a time
+    (the RDB creates them under a row lock on the study), so no trial created later gets a
+    smaller number, and a finished trial never runs again, nor is any deleted: two holders at
+    once would need the first one's trial finished while it holds, which only happens to a
+    holder judged dead: its process gone (same host), or the same trial seen holding for longer
+    than `grace_period` (a live holder holds for milliseconds). A dead holder's trial is marked
+    FAIL (``set_trial_state_values``; Optuna refuses to finish a trial twice, so one breaker
+    wins). This is Lamport's ticket ("bakery") lock with the storage's trial numbers as tickets
+    (L. Lamport, "A new solution of Dijkstra's concurrent programming problem", CACM 1974).
+    Uncontended it costs three calls: create, read the unfinished trials, finish."""
+
+    def __init__(self, storage: BaseStorage, study_name: str, grace_period: float) -> None:
+        self.storage = storage
+        self.name = LOCK_PREFIX + study_name
+        self.grace_period = grace_period
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._study_id: int | None = None
+        self._trial_id: int | None = None
+        self._unreleased: list[int] = []  # own trials whose release failed: finished next time
+
+    def _finish(self, trial_id: int, state: TrialState) -> None:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.storage.set_trial_state_values(trial_id, state)
+
+    def __enter__(self) -> StudyLock:
+        if self._study_id is None:
+            self._study_id = create_or_load(self.storage, self.name, [StudyDirection.MINIMIZE])
+        for trial_id in list(self._unreleased):
+            self._finish(trial_id, TrialState.COMPLETE)
+            self._unreleased.remove(trial_id)
+        host, pid = socket.gethostname(), os.getpid()
+        template = FrozenTrial(
+            number=0, state=TrialState.RUNNING, value=None, datetime_start=None,
+            datetime_complete=None, params={}, distributions={}, user_attrs={},
+            system_attrs={"owner": self.owner, "host": host, "pid": pid}, intermediate_values={},
+            trial_id=0,
+        )  # fmt: skip
+        mine = self.storage.create_new_trial(self._study_id, template_trial=template)
+        self._trial_id = mine
+        try:
+            self._wait(mine)
+        except BaseException:
+            self._trial_id = None
+            with contextlib.suppress(Exception):
+                self._finish(mine, TrialState.COMPLETE)
+            raise
+        return self
+
+    def _wait(self, mine: int) -> None:
+        assert self._study_id is not None
+        seen: tuple[int, float] | None = None  # (holder's trial id, when first seen holding)
+        delay, beaten = 0.002, time.monotonic()
+        while True:
+            if self.beat is not None and time.monotonic() - beaten > self.heartbeat_interval:
+                self.beat()
+                beaten = time.monotonic()
+            running = self.storage.get_all_trials(self._study_id, deepcopy=False,
+                                                  states=(TrialState.RUNNING,))  # fmt: skip
+            holder = min(running, key=lambda t: t.number)  # mine is among them
+            if holder._trial_id == mine:
+                return
+            attrs = holder.system_attrs
+            if attrs.get("owner") == self.owner:  # an earlier try of this lock (a lost reply)
+                self._finish(holder._trial_id, TrialState.COMPLETE)
+                continue
+            if seen is None or seen[0] != holder._trial_id:
+                seen = (holder._trial_id, time.monotonic())
+            gone = attrs.get("host") == socket.gethostname() and not _alive(attrs.get("pid"))
+            if gone or time.monotonic() - seen[1] > self.grace_period:
+                self._finish(holder._trial_id, TrialState.FAIL)  # a dead holder's
+                continue
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        mine, self._trial_id = self._trial_id, None
+        if mine is None:
+            return
+        try:
+            self._finish(mine, TrialState.COMPLETE)
+        except Exception:  # unreachable: finished on the next acquire (or broken when stale)
+            self._unreleased.append(mine)
+
+
+def _alive(pid: Any) -> bool:
+    """Whether the process `pid` of this machine runs (not an int: assumed alive)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's
+    return True
+
+
+def study_lock(
+    storage: BaseStorage, study_name: str, grace_period: float = GRACE_PERIOD
+) -> StudyLock:
     """The lock the workers of one study take around a budget claim: the journal's file lock,
     an flock of an SQLite file's folder (an flock of the file itself would drop SQLite's own
-    POSIX locks when closed), a PostgreSQL advisory lock; none for other storages."""
+    POSIX locks when closed), a PostgreSQL advisory lock; for any other storage (the gRPC
+    proxy) a lock of trials in a companion study (`_TrialLock`)."""
     if isinstance(storage, LocalJournal):
         return _JournalLock(storage.file._append_lock)
     if isinstance(storage, RDBStorage):
@@ -498,7 +713,7 @@ def study_lock(storage: BaseStorage, study_name: str) -> StudyLock:
             return _FileLock(db_file.resolve().parent)
         if backend == "postgresql":
             return _PostgresLock(storage.engine, study_name)
-    return _NoLock()
+    return _TrialLock(storage, study_name, grace_period)
 
 
 # ------------------------------------------------------------------------------ retrying
@@ -521,8 +736,10 @@ def _transient(e: BaseException) -> bool:
             return True
         if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
             return True  # a lost or refused connection, a busy (locked) database
-        if "grpc" in type(seen).__module__:
-            return "UNAVAILABLE" in str(seen) or "DEADLINE" in str(seen)
+        if "grpc" in type(seen).__module__:  # the proxy down, or its database (an error
+            text = str(seen)  # the proxy's storage raised: status UNKNOWN, the error named)
+            return any(w in text for w in ("UNAVAILABLE", "DEADLINE", "OperationalError",
+                                           "StorageInternalError", "InterfaceError"))  # fmt: skip
         if isinstance(seen, ConnectionError):
             return True
         seen = seen.__cause__ or seen.__context__
@@ -578,7 +795,8 @@ class StudyMirror:
             directions=self.directions, study_name=study_name,
         )  # fmt: skip
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
-        self.lock = study_lock(storage, study_name)
+        self.lock = study_lock(storage, study_name, grace_period)
+        self.lock.heartbeat_interval = heartbeat_interval
         self.worker = uuid.uuid4().hex[:12]
         self._key = WORKER_PREFIX + self.worker
         self._host = socket.gethostname()
@@ -615,6 +833,7 @@ class StudyMirror:
             self.reasked = self._reask(claims)
         if not self.alone and reseed:  # another live worker: draw another random stream
             self.study.sampler.reseed_rng()
+        self.lock.beat = self._beat_once  # a worker waiting for a trial lock keeps beating
         self._beat = threading.Thread(target=self._beat_loop, name="optimkit-heartbeat",
                                       daemon=True)  # fmt: skip
         self._beat.start()
@@ -725,22 +944,18 @@ class StudyMirror:
             return False
         if time.time() - float(claim.get("beat", 0)) > self.grace_period:
             return False
-        if claim.get("host") == self._host and isinstance(claim.get("pid"), int):
-            try:
-                os.kill(claim["pid"], 0)
-            except ProcessLookupError:
-                return False  # its process is gone
-            except PermissionError:
-                pass  # alive, another user's
-        return True
+        return claim.get("host") != self._host or _alive(claim.get("pid"))  # process gone?
+
+    def _beat_once(self) -> None:
+        with self._io:
+            with self._lock:
+                claim = self._claim()
+            self.storage.set_study_system_attr(self.study_id, self._key, claim)
 
     def _beat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_interval):
             try:
-                with self._io:
-                    with self._lock:
-                        claim = self._claim()
-                    self.storage.set_study_system_attr(self.study_id, self._key, claim)
+                self._beat_once()
             except Exception:  # a transient storage error: the next beat tries again
                 continue
 

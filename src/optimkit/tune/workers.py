@@ -13,8 +13,16 @@ best trial once (trained again for its test metrics and the exported model) and 
 results; the workers write nothing but trials.
 
 Storage: several processes need one that Optuna supports for them: the journal file (the
-default, one machine) or an RDB server (PostgreSQL, also through Optuna's gRPC storage proxy,
-``grpc://HOST:PORT``); an SQLite URL is refused.
+default, one machine) or an RDB server (PostgreSQL); an SQLite URL is refused. Through Optuna's
+gRPC storage proxy the workers hold no database connection: ``--storage grpc://HOST:PORT`` (a
+proxy the user runs, `optuna.storages.run_grpc_proxy_server`), or ``--storage
+postgresql://... --grpc-proxy``, where the driver starts one (`GrpcProxy`) for the run and
+the driver itself keeps its own connection. The proxy has no lock: the claims are serialized
+by a ticket lock of trials (`optimkit.tune.storage._TrialLock`), so the budget stays exact.
+
+Devices: with a study on CUDA and several visible GPUs, worker process i gets GPU i mod G
+(`gpu_assignment`, through CUDA_VISIBLE_DEVICES); Ray actors get ``num_gpus=1`` each, one
+per GPU by default (`optimkit.tune.ray_workers.plan_actors`). On CPU nothing changes.
 """
 
 from __future__ import annotations
@@ -47,18 +55,26 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 @dataclass
 class Scale:
-    """How a tune run is spread: `workers` processes (None: one per Ray node), on Ray when
-    `ray` (at `address`: None starts a local instance, "auto" or HOST:PORT joins a cluster)."""
+    """How a tune run is spread: `workers` processes (None: one per Ray node, or per GPU), on
+    Ray when `ray` (at `address`: None starts a local instance, "auto" or HOST:PORT joins a
+    cluster); `grpc_proxy`: the driver starts Optuna's gRPC storage proxy in front of the RDB
+    storage and the workers reach the study through it (`optimkit.tune.storage.GrpcProxy`)."""
 
     workers: int | None = None
     ray: bool = False
     address: str | None = None
+    grpc_proxy: bool = False
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers: expected an int >= 1, got {self.workers}")
         if self.address is not None and not self.ray:
             raise ValueError(f"got an address ({self.address!r}) without --ray")
+
+    @property
+    def cluster(self) -> bool:
+        """On a Ray cluster that may span machines (an address given)."""
+        return self.ray and self.address not in (None, "", "local")
 
     @property
     def spread(self) -> bool:
@@ -119,6 +135,47 @@ def check_storage(spec: str | None, scale: Scale) -> None:
 
 def is_local_file(spec: str) -> bool:
     return spec.startswith("journal:") or spec.endswith((".log", ".journal"))
+
+
+def check_proxy(spec: str | None) -> None:
+    """--grpc-proxy needs an RDB URL to put the proxy in front of."""
+    if spec is None or is_local_file(spec) or "://" not in spec or spec.startswith("grpc://"):
+        raise ValueError(
+            f"--grpc-proxy: expected --storage with a database URL "
+            f"(postgresql://...) for the proxy to serve, got {spec or 'none'}"
+            " (a journal file is served to one machine's workers as it is)"
+        )
+
+
+# ------------------------------------------------------------------------------ devices
+def visible_gpus(env: dict[str, str], count: int) -> list[str]:
+    """The GPUs this process sees, as CUDA_VISIBLE_DEVICES names them for a child: the
+    entries of its own CUDA_VISIBLE_DEVICES (indices or UUIDs, as given) when set, else
+    0 .. count-1 (`count`: torch.cuda.device_count())."""
+    given = env.get("CUDA_VISIBLE_DEVICES")
+    if given is None:
+        return [str(i) for i in range(count)]
+    names = [g.strip() for g in given.split(",") if g.strip()]
+    return names[:count] if count else []
+
+
+def gpu_assignment(gpus: list[str], workers: int) -> list[str | None]:
+    """Each worker's CUDA_VISIBLE_DEVICES: with several GPUs, worker i gets GPU i mod G (one
+    GPU each while workers <= G; beyond that they share round-robin); with one GPU or none,
+    None: the worker inherits this process's view (CPU runs are unchanged)."""
+    if workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers}")
+    if len(gpus) < 2:
+        return [None] * workers
+    return [gpus[i % len(gpus)] for i in range(workers)]
+
+
+def worker_env(env: dict[str, str], threads: int, gpu: str | None) -> dict[str, str]:
+    """A worker process's environment: its CPU threads, and its GPU where it has one."""
+    out = {**env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        out["CUDA_VISIBLE_DEVICES"] = gpu
+    return out
 
 
 # ------------------------------------------------------------------------------ a worker
@@ -248,6 +305,8 @@ def drive(
     from optimkit.tune import StudyMirror
 
     check_storage(options.storage, scale)
+    if scale.grpc_proxy:
+        check_proxy(options.storage)
     out = Path(options.out or "runs/tune").resolve()
     spec = options.storage
     if spec is None:  # the default file, named absolutely for every worker
@@ -287,13 +346,23 @@ def drive(
             best = "" if watch.best is None else f"best {study.metric} {watch.best:.4f}"
             progress.update(bar, completed=min(watch.finished, options.trials), best=best)
 
-        if scale.ray:
-            from optimkit.tune.ray_workers import run_ray
+        with contextlib.ExitStack() as stack:
+            reach = spec  # the workers' storage: the proxy's address where there is one
+            if scale.grpc_proxy:
+                import socket
 
-            lines = run_ray(spec, study.name, scale, threads, options, tick, on_start)
-        else:
-            lines = run_processes(spec, study.name, scale.workers or 1, threads, options, tick,
-                                  on_start)  # fmt: skip
+                from optimkit.tune.storage import GrpcProxy
+
+                host, advertise = ("0.0.0.0", socket.gethostbyname(socket.gethostname())) \
+                    if scale.cluster else ("127.0.0.1", None)  # fmt: skip
+                reach = stack.enter_context(GrpcProxy(spec, host, advertise=advertise)).spec
+            if scale.ray:
+                from optimkit.tune.ray_workers import run_ray
+
+                lines = run_ray(reach, study.name, scale, threads, options, tick, on_start)
+            else:
+                lines = run_processes(reach, study.name, scale.workers or 1, threads, options,
+                                      tick, on_start)  # fmt: skip
         watch.look(force=True)
         progress.update(bar, completed=min(watch.finished, options.trials))
     timed_out = options.timeout is not None
@@ -337,15 +406,14 @@ def run_processes(
     on_start: Callable[[list[Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """`workers` processes of ``optimkit worker`` on this machine, each pinned to its own
-    cores where there are enough (and given its own GPU where several are visible)."""
+    cores where there are enough, and given its own GPU where several are visible and the
+    study trains on CUDA (`gpu_assignment`)."""
     per = worker_threads(threads, workers)
     cores = sorted(os.sched_getaffinity(0))
-    gpus = _gpus(options.device)
+    gpus = gpu_assignment(visible_gpus(dict(os.environ), _gpus(options.device)), workers)
     procs = []
     for i in range(workers):
-        env = {**os.environ, "OMP_NUM_THREADS": str(per), "MKL_NUM_THREADS": str(per)}
-        if gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        env = worker_env(dict(os.environ), per, gpus[i])
         mine = cores[i * per : (i + 1) * per] if per * workers <= len(cores) else None
         cmd = [sys.executable, "-m", "optimkit.cli", "worker", "--storage", spec, "--study-name",
                name, "--threads", str(per), "--index", str(i), "--json"]  # fmt: skip
