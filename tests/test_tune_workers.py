@@ -398,3 +398,57 @@ def test_every_worker_killed_keeps_the_stored_trials(tmp_path):
     assert len(after) >= len(before) >= 3
     for t in before:
         assert after[t.number].params == t.params and after[t.number].values == t.values
+
+
+# ------------------------------------------------------------------------------------ devices
+def test_gpu_assignment_one_gpu_per_worker():
+    from optimkit.tune.workers import gpu_assignment
+
+    assert gpu_assignment(["0", "1", "2", "3"], 4) == ["0", "1", "2", "3"]
+    assert gpu_assignment(["0", "1", "2", "3"], 2) == ["0", "1"]
+    assert gpu_assignment(["0", "1"], 5) == ["0", "1", "0", "1", "0"]  # shared round-robin
+    # the GPUs this process was given (a parent's CUDA_VISIBLE_DEVICES), not 0..G-1
+    assert gpu_assignment(["5", "GPU-ab12"], 2) == ["5", "GPU-ab12"]
+    # one GPU or none: the workers inherit this process's view (CPU runs unchanged)
+    assert gpu_assignment(["0"], 3) == [None, None, None]
+    assert gpu_assignment([], 2) == [None, None]
+    with pytest.raises(ValueError, match="workers"):
+        gpu_assignment(["0", "1"], 0)
+
+
+def test_visible_gpus_and_worker_env():
+    from optimkit.tune.workers import visible_gpus, worker_env
+
+    assert visible_gpus({}, 3) == ["0", "1", "2"]
+    assert visible_gpus({}, 0) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 5"}, 2) == ["2", "5"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}, 0) == []
+    env = worker_env({"A": "1", "CUDA_VISIBLE_DEVICES": "2,5"}, 3, "5")
+    assert env == {"A": "1", "CUDA_VISIBLE_DEVICES": "5", "OMP_NUM_THREADS": "3",
+                   "MKL_NUM_THREADS": "3"}  # fmt: skip
+    cpu = worker_env({"A": "1"}, 1, None)
+    assert cpu == {"A": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _node(node_id: str, cpus: float, gpus: float = 0) -> dict:
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return {"NodeID": node_id, "Alive": True, "Resources": resources}
+
+
+def test_ray_plan_one_actor_per_gpu_or_node():
+    from optimkit.tune.ray_workers import plan_actors
+
+    gpu_nodes = [_node("a", 8, 2), _node("b", 8, 2)]
+    plan = plan_actors(gpu_nodes, 16, None, "cuda", None)  # one per GPU, one GPU each
+    assert (plan.count, plan.nodes, plan.num_gpus, plan.threads, plan.num_cpus) == \
+        (4, None, 1, 4, 4.0)  # fmt: skip
+    plan = plan_actors(gpu_nodes, 16, 2, "cuda", 1)  # --workers 2: still a GPU each
+    assert (plan.count, plan.num_gpus, plan.threads) == (2, 1, 1)
+    plan = plan_actors(gpu_nodes, 16, None, "cpu", None)  # a CPU study: one per node
+    assert (plan.count, plan.nodes, plan.num_gpus, plan.threads) == (2, ["a", "b"], 0, 8)
+    cpu_nodes = [_node("a", 2)]  # this machine, no GPU: as before
+    plan = plan_actors(cpu_nodes, 2, None, "cuda", None)
+    assert (plan.count, plan.nodes, plan.num_gpus, plan.threads) == (1, ["a"], 0, 2)
+    plan = plan_actors(cpu_nodes, 2, 2, "cpu", 1)
+    assert (plan.count, plan.nodes, plan.num_gpus, plan.threads, plan.num_cpus) == \
+        (2, None, 0, 1, 1.0)  # fmt: skip
