@@ -1,6 +1,7 @@
-"""The control, prices and images applications: quick runs end to end through the CLI, and
-their parts against independent oracles (numpy linear solves and brute force for the MDPs,
-statsmodels' own AR forecasts, numpy's RMSE, per-member plain modules for the population)."""
+"""The control and prices applications (images: tests/test_apps_images.py): quick runs end to
+end through the CLI, and their parts against independent oracles (numpy linear solves and brute
+force for the MDPs, statsmodels' own AR forecasts, numpy's RMSE, per-member plain modules for the
+population)."""
 
 from __future__ import annotations
 
@@ -207,19 +208,3 @@ def test_price_metrics_against_numpy() -> None:
     X = lag_matrix(np.arange(10.0), 3)
     np.testing.assert_array_equal(X[0], [0, 1, 2])  # row 0 predicts day 3
     assert X.shape == (7, 3)
-
-
-# -------------------------------------------------------------------------------- images
-def test_images_quick_end_to_end(tmp_path: Path) -> None:
-    table = _run_app("images", tmp_path / "images")
-    assert len(table) == 4
-    assert table.iloc[-1]["method"].startswith("torch.optim.AdamW")
-    assert (table["test_acc_mean"] > 0.1).any()
-    payload = json.loads((tmp_path / "images" / "results.json").read_text())
-    cm = np.array(payload["details"]["confusion_matrix"])
-    assert cm.shape == (10, 10) and cm.sum() == 256
-    # optimkit's AdamW member 0 and torch.optim.AdamW: same seed, same batches, same result
-    curves = payload["details"]["curves"]
-    assert curves["AdamW"]["accuracy"][-1][0] == pytest.approx(
-        curves["torch.optim.AdamW"]["accuracy"][-1][0], abs=2 / 256
-    )
