@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -406,3 +407,110 @@ def test_workers_share_the_budget_and_reask_a_stale_workers_trials(tmp_path):
         map(str, (t.params for t in running))
     )
     second.close()
+
+
+# ---------------------------------------------------------------------------- bookkeeping
+def test_stats_count_every_call_and_sum_their_timings(iris, tmp_path):
+    """The stats object's totals are the sums of its per-call timings, and its call counts are
+    what the study read back with optuna.load_study holds: one ask, suggest and tell per
+    trial, one report per intermediate value, one should_prune per report of a running
+    member (ASHA)."""
+    from optimkit.tune.tuner import STAT_KINDS
+
+    result, mirror = _run(iris, tmp_path, trials=9, population=4, epochs=4, pruner="asha")
+    stats = result.stats
+    assert set(stats.calls) == set(STAT_KINDS)
+    for kind in STAT_KINDS:
+        assert stats.total(kind) == math.fsum(stats.calls[kind])
+        assert all(s >= 0 for s in stats.calls[kind])
+    assert stats.seconds == math.fsum(math.fsum(v) for v in stats.calls.values())
+    study = optuna.load_study(study_name="s", storage=_journal(tmp_path / "study.journal"))
+    trials = study.trials
+    assert len(trials) == 9 == result.asked
+    assert stats.count("ask") == stats.count("suggest") == stats.count("tell") == 9
+    reports = sum(len(t.intermediate_values) for t in trials)
+    assert stats.count("report") == reports
+    # every report is followed by should_prune, except at a member's last epoch (it ends)
+    complete = sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert stats.count("prune") == reports - complete
+    assert stats.count("attrs") == 9 * 2  # the seed when asked, the rest when it ends
+    live = {mirror.numbers[t.number]: t for t in mirror.study.get_trials(deepcopy=False)}
+    for t in trials:
+        assert t.intermediate_values == live[t.number].intermediate_values
+        assert t.state == live[t.number].state and t.values == live[t.number].values
+    assert stats.seconds <= result.overhead_seconds + stats.total("suggest") + 1.0
+
+
+def _drive(sampler, n=90, pop=6):
+    """Asks and tells with trials running side by side, ending in a scrambled order (some
+    pruned after reporting, some failed); the params of every ask."""
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    running, asked = [], []
+    while len(asked) < n or running:
+        while len(running) < pop and len(asked) < n:
+            t = study.ask()
+            t.suggest_float("lr", 1e-4, 1e-1, log=True)
+            t.suggest_float("wd", 1e-6, 1e-2, log=True)
+            running.append(t)
+            asked.append(dict(t.params))
+        t = running.pop((7 * len(asked)) % len(running))
+        value = -((math.log10(t.params["lr"]) + 2.5) ** 2) - (math.log10(t.params["wd"]) + 4) ** 2
+        if t.number % 5 == 0:
+            t.report(value - 1, 1)
+            study.tell(t, state=optuna.trial.TrialState.PRUNED)
+        elif t.number % 11 == 0:
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(t, value)
+    return asked, study
+
+
+def test_tpe_window_proposes_what_tpe_proposes_while_the_study_fits():
+    """Oracle: Optuna's TPESampler (multivariate, constant liar, same seed) on the same asks
+    and tells; the view is updated in place (one build) and the proposals are identical."""
+    from optimkit.tune.samplers import TPEWindowSampler
+
+    ours = TPEWindowSampler(3, window=1000)
+    a, _ = _drive(optuna.samplers.TPESampler(seed=3, multivariate=True, constant_liar=True))
+    b, study = _drive(ours)
+    assert a == b
+    assert ours.rebuilds == 1
+    view = ours.view()  # TPE's view at the last ask: every trial, the last one just asked
+    assert len(view) == len(study.trials)
+    ended_before = 0
+    for v, t in zip(view[:-1], study.trials[:-1], strict=True):
+        if v.state != optuna.trial.TrialState.RUNNING:  # ended before the last ask
+            ended_before += 1
+            assert v.state == t.state and v.values == t.values
+            if t.state == optuna.trial.TrialState.FAIL:
+                continue  # TPE ignores failed trials: their params are not copied
+            assert v.intermediate_values == t.intermediate_values
+        assert v.params == t.params
+    assert ended_before >= 90 - 2 * 6
+
+
+def test_tpe_window_keeps_the_best_and_the_latest():
+    """Past `window` finished trials TPE sees the `keep_best` best complete ones and the
+    latest others (brute force over the study), and every running trial."""
+    from optimkit.tune.samplers import TPEWindowSampler
+
+    ours = TPEWindowSampler(0, window=20, keep_best=5)
+    _, study = _drive(ours, n=120, pop=4)
+    assert ours.rebuilds > 1
+    # one more ask: the view is brought up to date for it (rebuilt or updated in place)
+    t = study.ask()
+    t.suggest_float("lr", 1e-4, 1e-1, log=True)
+    t.suggest_float("wd", 1e-6, 1e-2, log=True)
+    finished = [s for s in study.trials if s.state in (optuna.trial.TrialState.COMPLETE,
+                                                       optuna.trial.TrialState.PRUNED)]  # fmt: skip
+    view = [v for v in ours.view() if v.state != optuna.trial.TrialState.RUNNING]
+    assert 20 <= len(view) <= 20 + 20 // 4
+    seen = {(v.params["lr"], v.params["wd"]) for v in view}
+    complete = [s for s in finished if s.state == optuna.trial.TrialState.COMPLETE]
+    for s in sorted(complete, key=lambda s: -s.value)[:5]:
+        assert (s.params["lr"], s.params["wd"]) in seen  # the best are always there
+    latest = [(s.params["lr"], s.params["wd"]) for s in finished[-(20 - 5) :]]
+    assert set(latest) <= seen  # and the latest
+    values = sorted((v.value for v in view if v.state == optuna.trial.TrialState.COMPLETE),
+                    reverse=True)  # fmt: skip
+    assert values[:5] == sorted((s.value for s in complete), reverse=True)[:5]

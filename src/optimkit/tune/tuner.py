@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +39,38 @@ from optimkit.tune.storage import StudyMirror
 
 OBJECTIVES = ("metric", "seconds", "params")
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2", "ratings": "rmse"}
+
+
+#: what `TunerStats` times: the tuner's calls into Optuna (ask; suggest, where a relative
+#: sampler such as TPE samples; report; should_prune; tell; the trial attributes) and into
+#: its storage (`StudyMirror`: budget claims, reads of others' trials, the one write per trial)
+STAT_KINDS = ("ask", "suggest", "report", "prune", "tell", "attrs", "storage")
+
+
+@dataclass
+class TunerStats:
+    """Seconds of every timed call of one run, by kind (see `STAT_KINDS`): `calls[kind]` lists
+    each call's seconds, `total(kind)` and `count(kind)` sum them, `seconds` is every kind's."""
+
+    calls: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAT_KINDS})
+
+    @contextmanager
+    def timed(self, kind: str) -> Iterator[None]:
+        tic = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.calls[kind].append(time.perf_counter() - tic)
+
+    def total(self, kind: str) -> float:
+        return math.fsum(self.calls[kind])
+
+    def count(self, kind: str) -> int:
+        return len(self.calls[kind])
+
+    @property
+    def seconds(self) -> float:
+        return math.fsum(self.total(k) for k in self.calls)
 
 
 @dataclass
@@ -85,6 +118,7 @@ class TuneResult:
     asked: int = 0  # trials asked in this run
     finished_before: int = 0  # trials of the study that counted toward the budget at start
     best_retrained: bool = False  # the best trial ran earlier: its configuration trained again
+    stats: TunerStats = field(default_factory=TunerStats)  # the run's timed calls, by kind
 
 
 class Tuner:
@@ -137,6 +171,7 @@ class Tuner:
         self.grid = sampler if isinstance(sampler, optuna.samplers.GridSampler) else None
         self.incumbent: Incumbent | None = None
         self.overhead = 0.0
+        self.stats = TunerStats()
         self.start = 0.0
         self.first_target: float | None = None
         self.poll = 0.2  # seconds between looks at the study while others finish it
@@ -152,18 +187,27 @@ class Tuner:
         tic = time.perf_counter()
         free = self.population - self._running() - sum(map(len, self.pending.values()))
         timed_out = self.timeout is not None and time.perf_counter() - self.start >= self.timeout
-        n = self.mirror.claim(free, self.trials) if free > 0 and not timed_out else 0
+        timed = self.stats.timed
+        n = 0
+        if free > 0 and not timed_out:
+            with timed("storage"):
+                n = self.mirror.claim(free, self.trials)
         for _ in range(n):
             if self.grid is not None and self._grid_left() <= 0:
-                self.mirror.release_unasked()
+                with timed("storage"):
+                    self.mirror.release_unasked()
                 break  # every grid point is finished or running
-            trial = self.study.ask()
-            config = self.space.suggest(trial)
+            with timed("ask"):
+                trial = self.study.ask()
+            with timed("suggest"):
+                config = self.space.suggest(trial)
             config.setdefault("seed", self.base.seed + trial.number)
-            trial.set_user_attr("seed", config["seed"])
+            with timed("attrs"):
+                trial.set_user_attr("seed", config["seed"])
             shape, _ = split_config(config)
             self.pending[shape].append((trial, config))
-            self.mirror.started(trial)
+            with timed("storage"):
+                self.mirror.started(trial)
             self.asked += 1
         self.overhead += time.perf_counter() - tic
         for shape in list(self.pending):
@@ -233,19 +277,25 @@ class Tuner:
         epochs = trainer.member_epochs.tolist()
         status = trainer.status.tolist()
         tic = time.perf_counter()
+        timed = self.stats.timed
+        running = was_running.tolist()
         for k, trial in enumerate(pool.trials):
-            if trial is None or not bool(was_running[k]):
+            if trial is None or not running[k]:
                 continue
             pool.seconds[k] += share
             if status[k] != FAILED and math.isfinite(values[k]):
                 if len(self.objectives) == 1:
-                    trial.report(values[k], step=epochs[k])
+                    with timed("report"):
+                        trial.report(values[k], step=epochs[k])
                 else:  # Optuna keeps no intermediate values for several objectives
                     pool.curves[k].append(values[k])
             if status[k] == RUNNING:
-                if self.prunes and trial.should_prune():
-                    trainer.stop_member(k)
-                    self._finish(pool, k, optuna.trial.TrialState.PRUNED)
+                if self.prunes:
+                    with timed("prune"):
+                        prune = trial.should_prune()
+                    if prune:
+                        trainer.stop_member(k)
+                        self._finish(pool, k, optuna.trial.TrialState.PRUNED)
                 continue
             state = optuna.trial.TrialState.FAIL if status[k] == FAILED else \
                 optuna.trial.TrialState.COMPLETE  # fmt: skip
@@ -268,22 +318,24 @@ class Tuner:
             attrs["failure_reason"] = trainer.failure[k]
         if len(self.objectives) > 1:
             attrs["curve"] = pool.curves[k]
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        if state == optuna.trial.TrialState.COMPLETE and not math.isfinite(best):
+            state = optuna.trial.TrialState.FAIL
+            attrs["failure_reason"] = "no finite validation score"
+        with self.stats.timed("attrs"):
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
         values: list[float] | None = None
         if state == optuna.trial.TrialState.COMPLETE:
-            if not math.isfinite(best):
-                state = optuna.trial.TrialState.FAIL
-                trial.set_user_attr("failure_reason", "no finite validation score")
-            else:
-                values = [best]
-                if "seconds" in self.objectives:
-                    values.append(pool.seconds[k])
-                if "params" in self.objectives:
-                    values.append(float(sum(p[k].numel() for p in
-                                            trainer.population.params.values())))  # fmt: skip
-        self._tell(trial, values, state)
-        self.mirror.finished(trial.number)
+            values = [best]
+            if "seconds" in self.objectives:
+                values.append(pool.seconds[k])
+            if "params" in self.objectives:
+                values.append(float(sum(p[k].numel() for p in
+                                        trainer.population.params.values())))  # fmt: skip
+        with self.stats.timed("tell"):
+            self._tell(trial, values, state)
+        with self.stats.timed("storage"):
+            self.mirror.finished(trial.number)
         if values is not None:
             self._consider(pool, k, trial.number, best)
         pool.trials[k] = None
@@ -327,25 +379,31 @@ class Tuner:
         completed = False
         try:
             self._ask()
-            self.mirror.flush()  # the worker's claim names its first trials before training
+            with self.stats.timed("storage"):  # the claim names the first trials before training
+                self.mirror.flush()
             while True:
                 for pool in self.pools:
                     if pool.active():
                         self._step(pool)
                 self._ask()
                 tic = time.perf_counter()
-                self.mirror.flush()
+                with self.stats.timed("storage"):
+                    self.mirror.flush()
                 self.overhead += time.perf_counter() - tic
                 self.pools = [p for p in self.pools if p.active()]
-                if not self.pools and self._done():
-                    break
+                if not self.pools:
+                    with self.stats.timed("storage"):
+                        done = self._done()
+                    if done:
+                        break
                 if not self.pools:  # other workers hold the rest of the budget: wait for
                     time.sleep(self.poll)  # them to finish it, or to take over a dead one's
                     self._ask()
             completed = True
         finally:
             tic = time.perf_counter()
-            self.mirror.close(completed)
+            with self.stats.timed("storage"):
+                self.mirror.close(completed)
             self.overhead += time.perf_counter() - tic
         seconds = time.perf_counter() - self.start
         counts: dict[str, int] = defaultdict(int)
@@ -355,7 +413,7 @@ class Tuner:
             study=self.mirror.stored, best_number=None, best_config=None, best_value=None,
             test={}, counts=dict(counts), seconds=seconds, overhead_seconds=self.overhead,
             metric=self.metric, time_to_target=self.first_target, asked=self.asked,
-            finished_before=self.finished_before,
+            finished_before=self.finished_before, stats=self.stats,
         )  # fmt: skip
         if self.describe_best:
             self._describe_best(result)
