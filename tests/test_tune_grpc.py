@@ -222,3 +222,11 @@ def test_worker_killed_behind_the_proxy(tmp_path, pg):  # noqa: F811
     lines = box["summary"]["workers"]
     assert lines[0]["exit"] == -signal.SIGKILL and lines[1]["exit"] == 0
     assert len(after) == TRIALS
+
+
+def test_grpc_proxy_without_grpcio_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "grpc", None)  # grpcio hidden from the import system
+    with pytest.raises(ValueError, match=r"pip install 'optimkit\[ray\]'"):
+        GrpcProxy("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(ValueError, match=r"pip install 'optimkit\[ray\]'"):
+        open_storage("grpc://127.0.0.1:1", None)

@@ -164,6 +164,10 @@ class GrpcProxy:
         import sys
         import tempfile
 
+        try:
+            import grpc  # noqa: F401
+        except ImportError:
+            raise ValueError("--grpc-proxy needs grpcio: pip install 'optimkit[ray]'") from None
         if port is None:
             with socket.socket() as s:  # a free port
                 s.bind((host, 0))
