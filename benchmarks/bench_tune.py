@@ -1,6 +1,7 @@
 """The same 64-trial search with optimkit's tuner and with plain Optuna + torch.optim (issue 4).
 
-Run: ``.venv/bin/python -m benchmarks.bench_tune [--repeats 3] [--quick] [--threads 1 2]``.
+Run: ``.venv/bin/python -m benchmarks tune [--repeats 3] [--quick] [--threads 1 2]
+[--scenarios parts search many] [--many-trials 1000] [--many-epochs 5]``.
 
 The search: an MLP 64-128-10 (ReLU) on scikit-learn's digits (standardized, stratified
 70/15/15 split, seed 0); Adam with lr in [1e-4, 1e-1] (log) and weight decay in [1e-6, 1e-2]
@@ -40,6 +41,22 @@ the worker's claim when 64 trials start, and the 64 ended trials (one complete t
 through Optuna's public ``create_new_trial``), on the journal file and on an SQLite URL
 (Optuna's RDBStorage, for comparison).
 
+Bookkeeping split (the optimkit rows of the no-pruning table, and of the many-trial table):
+the tuner's timed calls (``TuneResult.stats``: time inside its calls into Optuna and into the
+storage) as % of wall: ask + suggest (sampling: TPE fits its Parzen estimators when a trial's
+first value is suggested), storage (`StudyMirror`: budget claims, reads of the stored trials,
+one write per ended trial), report + should_prune, tell + trial attributes; "other tuner" is
+the rest of ``overhead_seconds`` (the tuner's own Python between those calls).
+
+The many-trial scenario (``--scenarios many``): 1,000 trials (``--quick``: 200 of 2 epochs)
+of a tiny model, where Optuna's cost per trial shows: logistic regression 64-10 on digits
+(``TrainConfig(model="mlp", hidden=())``), Adam over the same lr and weight decay ranges,
+5 epochs, batch 64, the Tuner at its default population (64) on its journal file with the
+default TPE (``TPEWindowSampler``: TPESampler on a bounded view of the study), with Optuna's
+TPESampler on the whole study (the default before), and with the random sampler (what is left
+without a model fit per ask); plain Optuna + torch (in memory, TPESampler, one trial at a
+time) is the anchor. One thread (the smaller ``--threads``).
+
 Threads are pinned (``torch.set_num_threads`` and threadpoolctl). Compare ratios within one
 run; absolute times depend on the machine and its load.
 """
@@ -51,7 +68,7 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +83,7 @@ from benchmarks.threads import pinned
 from optimkit.data import Dataset, load_dataset
 from optimkit.train import TrainConfig
 from optimkit.tune import SearchSpace, StudyMirror, Tuner, make_pruner, make_sampler, open_storage
-from optimkit.tune.tuner import Pool
+from optimkit.tune.tuner import STAT_KINDS, Pool
 
 SPACE = {
     "lr": {"low": 1e-4, "high": 1e-1, "log": True},
@@ -87,6 +104,8 @@ class Outcome:
     to_target_report: float | None
     to_target_trial: float | None
     counts: dict[str, int] = field(default_factory=dict)
+    split: dict[str, float] | None = None  # optimkit: seconds per kind of call (TunerStats)
+    trained: float = 0.0  # plain: seconds in training and validation code
 
 
 def _count(study: optuna.Study) -> dict[str, int]:
@@ -108,7 +127,19 @@ class _Progress:
     weights: dict[str, torch.Tensor] | None = None
 
 
-def plain_optuna(ds: Dataset, trials: int, epochs: int, pruner: str, storage: str) -> Outcome:
+def _model(ds: Dataset, hidden: tuple[int, ...]) -> nn.Module:
+    """nn.Sequential(Linear, ReLU, Linear) for one hidden layer, one Linear for none."""
+    if not hidden:
+        return nn.Linear(ds.n_features, ds.n_classes or 2)
+    return nn.Sequential(
+        nn.Linear(ds.n_features, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], ds.n_classes or 2)
+    )
+
+
+def plain_optuna(
+    ds: Dataset, trials: int, epochs: int, pruner: str, storage: str,
+    hidden: tuple[int, ...] = (HIDDEN,),
+) -> Outcome:  # fmt: skip
     """`trials` trials of plain torch, one at a time, under Optuna (storage "memory" or
     "sqlite"); see the module docstring."""
     folder = tempfile.mkdtemp(prefix="bench-tune-plain-")
@@ -127,9 +158,7 @@ def plain_optuna(ds: Dataset, trials: int, epochs: int, pruner: str, storage: st
         weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
         tic = time.perf_counter()
         torch.manual_seed(trial.number)
-        model = nn.Sequential(
-            nn.Linear(ds.n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, ds.n_classes or 2)
-        )
+        model = _model(ds, hidden)
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         order = torch.Generator().manual_seed(trial.number)
         best, weights = -math.inf, None
@@ -160,9 +189,7 @@ def plain_optuna(ds: Dataset, trials: int, epochs: int, pruner: str, storage: st
 
     study.optimize(objective, n_trials=trials)
     tic = time.perf_counter()
-    model = nn.Sequential(
-        nn.Linear(ds.n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, ds.n_classes or 2)
-    )
+    model = _model(ds, hidden)
     assert work.weights is not None
     model.load_state_dict(work.weights)
     with torch.no_grad():
@@ -171,7 +198,7 @@ def plain_optuna(ds: Dataset, trials: int, epochs: int, pruner: str, storage: st
     wall = end - start
     overhead = wall - setup - work.seconds - (end - tic)
     return Outcome(wall, setup, overhead, study.best_value, test, work.report, work.trial,
-                   _count(study))  # fmt: skip
+                   _count(study), trained=work.seconds)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ optimkit
@@ -193,9 +220,19 @@ def space() -> SearchSpace:
     return SearchSpace.from_config(SPACE, "adam", replace_defaults=True)
 
 
+def _sampler(name: str, sp: SearchSpace) -> optuna.samplers.BaseSampler:
+    """make_sampler's, or "tpe-plain": Optuna's TPESampler on the whole study (what optimkit's
+    default TPE was before its bounded view, `TPEWindowSampler`)."""
+    if name == "tpe-plain":
+        return optuna.samplers.TPESampler(seed=SEED, multivariate=True, constant_liar=True)
+    return make_sampler(name, sp, SEED)
+
+
 def optimkit_tune(
-    ds: Dataset, trials: int, epochs: int, pruner: str, population: int, **speed: bool
-) -> Outcome:
+    ds: Dataset, trials: int, epochs: int, pruner: str, population: int,
+    hidden: tuple[int, ...] = (HIDDEN,), sampler: str = "tpe", *, compile: bool = False,
+    autocast: bool = False,
+) -> Outcome:  # fmt: skip
     """The same search with optimkit's Tuner on its default journal file; `speed`: TrainConfig's
     opt-in ``compile`` and ``autocast``."""
     storage_ms.setdefault(population, [])
@@ -203,18 +240,20 @@ def optimkit_tune(
     sp = space()
     start = time.perf_counter()
     mirror = StudyMirror(open_storage(None, folder), "optimkit", ["maximize"],
-                         make_sampler("tpe", sp, SEED), make_pruner(pruner, epochs))  # fmt: skip
+                         _sampler(sampler, sp), make_pruner(pruner, epochs))  # fmt: skip
     setup = time.perf_counter() - start
-    base = TrainConfig(model="mlp", model_options={"hidden": (HIDDEN,)}, optimizer="adam",
-                       epochs=epochs, batch_size=BATCH, seed=SEED, **speed)  # fmt: skip
+    base = TrainConfig(model="mlp", model_options={"hidden": hidden}, optimizer="adam",
+                       epochs=epochs, batch_size=BATCH, seed=SEED, compile=compile,
+                       autocast=autocast)  # fmt: skip
     tuner = TimedTuner(ds, base, sp, mirror, trials=trials, population=population, target=TARGET)
     result = tuner.run()
     storage_ms[population].append(1e3 * mirror.store_seconds / max(result.asked, 1))
     wall = time.perf_counter() - start
     assert result.best_value is not None
+    split = {kind: result.stats.total(kind) for kind in STAT_KINDS}
     return Outcome(wall, setup, result.overhead_seconds, result.best_value,
                    result.test["accuracy"], tuner.first_report, result.time_to_target,
-                   dict(result.counts))  # fmt: skip
+                   dict(result.counts), split)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ the table
@@ -238,6 +277,9 @@ def interleaved(variants: dict[str, Callable[[], Outcome]], repeats: int) -> dic
             statistics.median(o.overhead for o in rs), last.best_val, last.test,
             median([o.to_target_report for o in rs]), median([o.to_target_trial for o in rs]),
             last.counts,
+            None if last.split is None else {k: statistics.median(o.split[k] for o in rs)  # type: ignore[index]
+                                             for k in last.split},
+            statistics.median(o.trained for o in rs),
         )  # fmt: skip
     return out
 
@@ -246,10 +288,10 @@ def _s(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def table(title: str, outcomes: dict[str, Outcome], baseline: str) -> Table:
+def table(title: str, outcomes: dict[str, Outcome], baseline: str, n_val: int) -> Table:
     t = Table(title=title)
     for col in ("variant", "wall s", "speed-up", "set-up s", "overhead s", "overhead %",
-                "best val acc", "vs baseline", "test acc", "to 0.97 (report) s",
+                "best val acc", "vs baseline (val examples)", "test acc", "to 0.97 (report) s",
                 "to 0.97 (trial) s", "trials"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("variant", "trials") else "right")
     base = outcomes[baseline]
@@ -262,7 +304,8 @@ def table(title: str, outcomes: dict[str, Outcome], baseline: str) -> Table:
             f"{o.overhead:.2f}",
             f"{100 * o.overhead / o.wall:.1f}%",
             f"{o.best_val:.4f}",
-            f"{100 * (o.best_val - base.best_val):+.2f} pts",
+            f"{100 * (o.best_val - base.best_val):+.2f} pts "
+            f"({round(n_val * (o.best_val - base.best_val)):+d})",
             f"{o.test:.4f}",
             _s(o.to_target_report),
             _s(o.to_target_trial),
@@ -278,9 +321,9 @@ def search(
     populations: tuple[int, ...],
     repeats: int,
     threads: tuple[int, ...],
-) -> tuple[Table, Table]:
-    """The no-pruning table (every variant at every thread count) and the Hyperband table
-    (each side at its faster thread count)."""
+) -> tuple[Table, Table, Table]:
+    """The no-pruning table (every variant at every thread count), the bookkeeping split of
+    its optimkit rows, and the Hyperband table (each side at its faster thread count)."""
 
     def plain(storage: str, th: int, pruner: str) -> Callable[[], Outcome]:
         def run() -> Outcome:
@@ -292,7 +335,9 @@ def search(
     def ours(population: int, th: int, pruner: str, **speed: bool) -> Callable[[], Outcome]:
         def run() -> Outcome:
             with pinned(th):
-                return optimkit_tune(ds, trials, epochs, pruner, population, **speed)
+                return optimkit_tune(ds, trials, epochs, pruner, population,
+                                     compile=speed.get("compile", False),
+                                     autocast=speed.get("autocast", False))  # fmt: skip
 
         return run
 
@@ -317,7 +362,7 @@ def search(
     fast = {"compile": True, "autocast": True}
     th = max(threads)
     with pinned(th):
-        optimkit_tune(ds, populations[0], 1, "none", populations[0], **fast)
+        optimkit_tune(ds, populations[0], 1, "none", populations[0], compile=True, autocast=True)
     variants[ours_name(populations[0], th) + ", compile + bf16"] = ours(
         populations[0], th, "none", **fast
     )
@@ -337,10 +382,99 @@ def search(
     hb_baseline = min(list(pruned)[:2], key=lambda n: second[n].wall)
     what = (f"{trials} trials, MLP {ds.n_features}-{HIDDEN}-{ds.n_classes} on digits, Adam "
             f"(lr, weight decay), {epochs} epochs, batch {BATCH}, TPE seed {SEED}")  # fmt: skip
+    ours_rows = {n: o for n, o in first.items() if o.split is not None}
     return (
-        table(f"{what}, no pruning; median of {repeats}", first, baseline),
-        table(f"{what}, Hyperband; median of {repeats}", second, hb_baseline),
+        table(f"{what}, no pruning; median of {repeats}", first, baseline, ds.n_val),
+        split_table(
+            f"bookkeeping of the optimkit rows above (% of wall, median of {repeats})",
+            ours_rows,
+            trials,
+        ),
+        table(f"{what}, Hyperband; median of {repeats}", second, hb_baseline, ds.n_val),
     )
+
+
+#: the bookkeeping columns: kinds of `TunerStats` calls summed per column
+GROUPS = {
+    "ask + suggest (sampling)": ("ask", "suggest"),
+    "storage": ("storage",),
+    "report + prune": ("report", "prune"),
+    "tell + attrs": ("tell", "attrs"),
+}
+
+
+def split_cells(o: Outcome, trials: int) -> dict[str, str]:
+    """A row of `split_table`: each group's timed calls, the rest of the tuner's overhead (its
+    own Python between those calls) and the whole overhead, as % of the wall time; ms/trial."""
+    assert o.split is not None
+    cells = {name: f"{100 * sum(o.split[k] for k in kinds) / o.wall:.1f}%"
+             for name, kinds in GROUPS.items()}  # fmt: skip
+    cells["other tuner"] = f"{100 * (o.overhead - sum(o.split.values())) / o.wall:.1f}%"
+    cells["bookkeeping"] = f"{100 * o.overhead / o.wall:.1f}%"
+    cells["ms / trial"] = f"{1e3 * o.overhead / trials:.2f}"
+    return cells
+
+
+def split_table(title: str, outcomes: dict[str, Outcome], trials: int) -> Table:
+    """Each optimkit row's bookkeeping (`split_cells`; the timed calls are `TuneResult.stats`)."""
+    t = Table(title=title)
+    for col in ("variant", "wall s", *GROUPS, "other tuner", "bookkeeping", "ms / trial"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for name, o in outcomes.items():
+        t.add_row(name, f"{o.wall:.2f}", *split_cells(o, trials).values())
+    return t
+
+
+TINY: tuple[
+    int, ...
+] = ()  # the many-trial model: multinomial logistic regression (no hidden layer)
+
+
+def many_trials(
+    ds: Dataset, trials: int, epochs: int, repeats: int, th: int, samplers: tuple[str, ...],
+    plain: bool = True,
+) -> tuple[Table, Table]:  # fmt: skip
+    """`trials` trials of a tiny model (logistic regression 64-10 on digits, Adam, lr and
+    weight decay, `epochs` epochs, batch 64), the Tuner at its default population (64) with
+    each of `samplers`, and plain Optuna + torch in memory: wall time, and the bookkeeping as
+    a share of it, where Optuna's cost per trial shows."""
+    population = 64
+    variants: dict[str, Callable[[], Outcome]] = {}
+    if plain:
+
+        def run_plain() -> Outcome:
+            with pinned(th):
+                return plain_optuna(ds, trials, epochs, "none", "memory", TINY)
+
+        variants[f"plain Optuna, memory, {th} thr"] = run_plain
+    for sampler in samplers:
+
+        def run(sampler: str = sampler) -> Outcome:
+            with pinned(th):
+                return optimkit_tune(ds, trials, epochs, "none", population, TINY, sampler)
+
+        label = {"tpe": "TPE (default: TPEWindowSampler)",
+                 "tpe-plain": "TPESampler on the whole study"}.get(sampler, sampler)  # fmt: skip
+        variants[f"optimkit Tuner, journal, population {population}, {th} thr, {label}"] = run
+    out = interleaved(variants, repeats)
+    what = (f"{trials} trials, logistic regression {ds.n_features}-{ds.n_classes} on digits, "
+            f"Adam (lr, weight decay), {epochs} epochs, batch {BATCH}, seed {SEED}")  # fmt: skip
+    base = next(iter(out))
+    main = Table(title=f"{what}, no pruning; median of {repeats}")
+    for col in ("variant", "wall s", "speed-up", "trials / s", "training s", "bookkeeping s",
+                "bookkeeping %", "best val acc", "test acc", "trials"):  # fmt: skip
+        main.add_column(col, justify="left" if col in ("variant", "trials") else "right")
+    for name, o in out.items():
+        training = o.trained if o.split is None else o.wall - o.setup - o.overhead
+        main.add_row(
+            name, f"{o.wall:.2f}", f"{out[base].wall / o.wall:.1f}x", f"{trials / o.wall:.0f}",
+            f"{training:.2f}", f"{o.overhead:.2f}", f"{100 * o.overhead / o.wall:.1f}%",
+            f"{o.best_val:.4f}", f"{o.test:.4f}",
+            ", ".join(f"{n} {s}" for s, n in sorted(o.counts.items())),
+        )  # fmt: skip
+    ours = {n: o for n, o in out.items() if o.split is not None}
+    return main, split_table(f"bookkeeping of the {trials}-trial optimkit rows (% of wall, "
+                             f"median of {repeats})", ours, trials)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ overhead parts
@@ -422,28 +556,71 @@ def overhead_parts(trials: int, epochs: int, repeats: int) -> Table:
     return out
 
 
-def main(repeats: int = 3, quick: bool = False, threads: tuple[int, ...] = (1, 2)) -> None:
+SCENARIOS = ("parts", "search", "many")
+
+
+def main(
+    repeats: int = 3, quick: bool = False, threads: tuple[int, ...] = (1, 2),
+    scenarios: tuple[str, ...] = SCENARIOS, many: int | None = None, many_epochs: int | None = None,
+) -> None:  # fmt: skip
+    """The overhead parts, the 64-trial search (no pruning, then Hyperband) and the
+    1,000-trial search of a tiny model; `quick`: 16 trials of 5 epochs, 200 tiny trials of
+    2 epochs, one round."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough for the tables
-        console = Console(width=220)
+        console = Console(width=240)
     ds = load_dataset("digits", seed=SEED)
     trials, epochs = (16, 5) if quick else (64, 20)
-    with pinned(1):
-        console.print(overhead_parts(trials, epochs, repeats))
-    populations = (trials, trials // 4)
-    for t in search(ds, trials, epochs, populations, 1 if quick else repeats, threads):
-        console.print(t)
-    for population, ms in storage_ms.items():
-        median = statistics.median(ms)
-        console.print(f"storage reads and writes of the Tuner, population {population}: "
-                      f"median {median:.2f} ms per trial over {len(ms)} runs")  # fmt: skip
+    rounds = 1 if quick else repeats
+    if "parts" in scenarios:
+        with pinned(1):
+            console.print(overhead_parts(trials, epochs, repeats))
+    if "search" in scenarios:
+        populations = (trials, trials // 4)
+        for t in search(ds, trials, epochs, populations, rounds, threads):
+            console.print(t)
+        for population, ms in storage_ms.items():
+            median = statistics.median(ms)
+            console.print(f"storage reads and writes of the Tuner, population {population}: "
+                          f"median {median:.2f} ms per trial over {len(ms)} runs")  # fmt: skip
+    if "many" in scenarios:
+        n = many or (200 if quick else 1000)
+        n_epochs = many_epochs or (2 if quick else 5)
+        samplers = ("tpe",) if quick else ("tpe", "tpe-plain", "random")
+        with pinned(1):  # warm-up
+            optimkit_tune(ds, 2, 1, "none", 2, TINY)
+        for t in many_trials(ds, n, n_epochs, rounds, min(threads), samplers):
+            console.print(t)
+
+
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(prog="python -m benchmarks tune",
+                                  description=__doc__.splitlines()[0])  # fmt: skip
+    out.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median)")
+    out.add_argument("--quick", action="store_true",
+                     help="16 trials x 5 epochs, 200 tiny ones x 2 epochs, one round")  # fmt: skip
+    out.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    out.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+                     help="parts (the overhead's parts), search (64 trials), many (1,000 "
+                          "trials of a tiny model)")  # fmt: skip
+    out.add_argument("--many-trials", type=int, default=None, help="trials of the many scenario")
+    out.add_argument("--many-epochs", type=int, default=None, help="epochs of the many scenario")
+    return out
+
+
+def cli(argv: Sequence[str]) -> None:
+    args = parser().parse_args(list(argv))
+    if args.repeats < 1 or min(args.threads) < 1:
+        parser().error("--repeats and --threads: expected integers >= 1")
+    for name in ("many_trials", "many_epochs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser().error(f"--{name.replace('_', '-')}: expected an integer >= 1")
+    main(args.repeats, args.quick, tuple(args.threads), tuple(args.scenarios), args.many_trials,
+         args.many_epochs)  # fmt: skip
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="16 trials, 5 epochs, one round")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    args = parser.parse_args()
-    main(args.repeats, args.quick, tuple(args.threads))
+    import sys
+
+    cli(sys.argv[1:])

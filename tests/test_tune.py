@@ -438,7 +438,8 @@ def test_stats_count_every_call_and_sum_their_timings(iris, tmp_path):
     for t in trials:
         assert t.intermediate_values == live[t.number].intermediate_values
         assert t.state == live[t.number].state and t.values == live[t.number].values
-    assert stats.seconds <= result.overhead_seconds + stats.total("suggest") + 1.0
+    # the timed calls lie inside the tuner's overhead (everything but training and testing)
+    assert stats.seconds <= result.overhead_seconds + 1e-9
 
 
 def _drive(sampler, n=90, pop=6):

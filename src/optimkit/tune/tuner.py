@@ -379,8 +379,10 @@ class Tuner:
         completed = False
         try:
             self._ask()
+            tic = time.perf_counter()
             with self.stats.timed("storage"):  # the claim names the first trials before training
                 self.mirror.flush()
+            self.overhead += time.perf_counter() - tic
             while True:
                 for pool in self.pools:
                     if pool.active():
@@ -392,8 +394,10 @@ class Tuner:
                 self.overhead += time.perf_counter() - tic
                 self.pools = [p for p in self.pools if p.active()]
                 if not self.pools:
+                    tic = time.perf_counter()
                     with self.stats.timed("storage"):
                         done = self._done()
+                    self.overhead += time.perf_counter() - tic
                     if done:
                         break
                 if not self.pools:  # other workers hold the rest of the budget: wait for
