@@ -11,7 +11,9 @@ scikit-learn's digits, Adam (lr, weight decay searched), 4 epochs, batch 64, ran
 no pruning; the same study size for N = 1 and 2, interleaved, ``--repeats`` rounds. trials/s
 = finished trials over the study's span (first trial's start to last trial's end, from the
 trials' stored times: the workers' start-up, ~seconds of importing torch, is left out and
-shown apart, as the whole command's wall time).
+shown apart, as the whole command's wall time). Trials per worker CPU-second (the workers'
+CPU time in tuning, ``cpu_seconds`` of their lines) gives the speed-up projected for free
+cores, which load from other processes does not change.
 
 Storage cost. One population tuner in this process (`Tuner` + `StudyMirror`, as a worker runs
 it: claims under the study's lock, one write per finished trial, syncs) runs T trials of a
@@ -81,6 +83,7 @@ class Rate:
     workers: int
     trials_per_s: list[float] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
+    per_cpu_s: list[float] = field(default_factory=list)  # trials per worker CPU-second
 
 
 def _span_rate(path: Path, name: str) -> tuple[int, float]:
@@ -116,6 +119,8 @@ def throughput(trials: int, repeats: int, counts: tuple[int, ...] = (1, 2)) -> l
                     assert done == trials == sum(summary["trials"].values())
                     rates[n].trials_per_s.append(done / span)
                     rates[n].wall.append(wall)
+                    cpu = sum(float(w["cpu_seconds"]) for w in summary["workers"])
+                    rates[n].per_cpu_s.append(done / cpu)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -433,6 +438,13 @@ def storage_costs(trials: int, repeats: int) -> tuple[list[Cost], str]:
 
 
 # ------------------------------------------------------------------------------ tables
+def _autogroup() -> str:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 def _f(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -444,17 +456,29 @@ def main(repeats: int = 3, quick: bool = False) -> None:
     with pinned(1):
         rates = throughput(trials, 1 if quick else repeats)
     base = statistics.median(rates[0].trials_per_s)
+    base_cpu = statistics.median(rates[0].per_cpu_s)
     table = Table(title=f"trials per second, {trials} trials (digits MLP 64-32-10, 4 epochs, "
                         f"population 8 per worker), 1 thread per worker; load at start "
                         f"{load:.2f} on {os.cpu_count()} cores")  # fmt: skip
-    for col in ("workers", "trials/s (median)", "runs", "vs 1 worker", "command wall s"):
+    for col in ("workers", "trials/s (median)", "runs", "vs 1 worker", "command wall s",
+                "trials per worker CPU-s", "projected on free cores"):  # fmt: skip
         table.add_column(col, justify="right")
     for rate in rates:
         median = statistics.median(rate.trials_per_s)
+        per_cpu = statistics.median(rate.per_cpu_s)
         table.add_row(str(rate.workers), f"{median:.1f}",
                       ", ".join(f"{x:.1f}" for x in rate.trials_per_s), f"{median / base:.2f}x",
-                      f"{statistics.median(rate.wall):.1f}")  # fmt: skip
+                      f"{statistics.median(rate.wall):.1f}", f"{per_cpu:.2f}",
+                      f"{rate.workers * per_cpu / base_cpu:.2f}x")  # fmt: skip
     console.print(table)
+    console.print(
+        "projected on free cores: N x (trials per worker CPU-second with N workers) / (the "
+        "same with 1), the speed-up when each worker has a core of its own (it leaves out "
+        "time a worker waits without computing: locks, the last population's tail). Under "
+        "load the measured trials/s ratio cannot show it: Linux's autogroup scheduler "
+        f"(sched_autogroup_enabled={_autogroup()}) gives this benchmark's session one share "
+        "of the CPUs however many worker processes it runs."
+    )
     cost_trials = 4 if quick else 48
     with pinned(1):
         costs, note = storage_costs(cost_trials, 1 if quick else repeats)

@@ -179,7 +179,7 @@ def test_workers_share_a_journal_study(tmp_path, workers):
     _check(spec, name, summary)
     lines = summary["workers"]
     assert [w["index"] for w in lines] == list(range(workers))
-    assert all(w["exit"] == 0 and w["threads"] == 1 for w in lines)
+    assert all(w["exit"] == 0 and w["threads"] == 1 and w["cpu_seconds"] > 0 for w in lines)
     assert len({w["pid"] for w in lines}) == workers  # separate processes
     assert sum(w["asked_trials"] for w in lines) == TRIALS == summary["asked_trials"]
     # the driver wrote the results and the best model, once; workers wrote no results
