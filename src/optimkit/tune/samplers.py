@@ -21,9 +21,10 @@ VIEW_NAME = "tpe-view"
 def make_sampler(
     name: str, space: SearchSpace, seed: int | None, grid_points: int = 4, multi: bool = False
 ) -> optuna.samplers.BaseSampler:
-    """tpe (Bayesian, default), random, grid (choices, or `grid_points` values per range),
-    qmc (scrambled Sobol), gp (Gaussian process, Bayesian), cmaes, nsga2 (genetic algorithm;
-    multi-objective too)."""
+    """tpe (Bayesian, default: `TPEWindowSampler`, multivariate with the constant liar;
+    Optuna's TPESampler for several objectives), random, grid (choices, or `grid_points`
+    values per range), qmc (scrambled Sobol), gp (Gaussian process, Bayesian), cmaes, nsga2
+    (genetic algorithm; multi-objective too)."""
     if name not in SAMPLERS:
         raise ValueError(f"sampler: unknown name {name!r}; valid: {', '.join(SAMPLERS)}")
     if multi and name not in ("nsga2", "random", "tpe", "grid", "qmc", "gp"):

@@ -14,6 +14,11 @@ on the same study count, as do trials other live processes are running (see
 describes the study's best trial over every run; when that trial ran in an earlier run (or
 in another process), its configuration is trained again, once, for the test metrics and the
 exported model.
+
+Bookkeeping is measured, not guessed: `TuneResult.stats` (`TunerStats`) holds the seconds of
+every call the tuner makes into Optuna (ask, suggest, report, should_prune, tell, trial
+attributes) and into its storage, and `overhead_seconds` everything in the run but training
+and testing.
 """
 
 from __future__ import annotations
