@@ -58,7 +58,7 @@ class Settings:
     epochs: int = 5
     sample: float = 1e-3
     lr: float = 0.01
-    batch_size: int = 4096
+    batch_size: int = 8192
 
 
 FULL = Settings()

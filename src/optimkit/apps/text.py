@@ -334,7 +334,7 @@ def run(options: AppOptions) -> AppResult:
     import matplotlib.pyplot as plt
 
     grid = QUICK_GRID if options.quick else FULL_GRID
-    progress, bar = _progress(options, 3 + grid.epochs)
+    progress, bar = _progress(options, 2 + grid.epochs)
     with progress:
         first = [True]
 
