@@ -251,7 +251,7 @@ def train_encoder(
     total = per_epoch * grid.epochs
     schedule = warmup_cosine(optimizer, total, max(1, round(grid.warmup_fraction * total)))
     rng = np.random.default_rng(seed)
-    y_all = torch.from_numpy(labels)
+    y_all = torch.tensor(labels, dtype=torch.int64)
     curves: dict[str, list[list[float]]] = {"train_loss": [], "val_accuracy": [],
                                             "val_macro_f1": []}  # fmt: skip
     start = time.perf_counter()
@@ -385,6 +385,14 @@ def run(options: AppOptions) -> AppResult:
         f"TF-IDF features {base['features']}",
     ]
     curves = enc["curves"]
+    best_curve = np.array(curves["val_accuracy"])[:, enc["best"]]
+    notes.append(
+        f"the chosen member (lr={enc['lr']:g}) reached validation accuracy "
+        f"{best_curve.max():.4f} at epoch {int(best_curve.argmax()) + 1} and ended at "
+        f"{best_curve[-1]:.4f} with training loss {curves['train_loss'][-1][enc['best']]:.3f}: "
+        f"a transformer trained from scratch on a few thousand tweets (no pretraining) "
+        f"overfits where the linear TF-IDF model does not"
+    )
     epochs = np.arange(1, grid.epochs + 1)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     val_acc, loss = np.array(curves["val_accuracy"]), np.array(curves["train_loss"])
