@@ -4,7 +4,8 @@
 computes the same update up to rounding (see `Adam`): torch's fused single-pass kernel for one
 model with number hyperparameters on CPU, else `adam_step_`, a direct Adam step on the stacked
 tensors whose per-step coefficients are computed once per group on [P, K] vectors
-(`adam_coefficients`), run eagerly or, with ``compile=True``, as one loop through torch.compile.
+(`adam_coefficients`), run eagerly or, with ``compile=True``, as one loop through torch.compile;
+a population on CPU runs torch's fused kernel once per member (`fused_members_`).
 """
 
 from __future__ import annotations
@@ -254,7 +255,10 @@ class Adam(PopulationOptimizer):
 
     * one model (K = 1) with number hyperparameters, on CPU, float32/float64, contiguous
       tensors: torch's fused single-pass kernel (what ``torch.optim.Adam(fused=True)`` runs);
-    * otherwise (populations, [K] hyperparameters, other devices and layouts): `adam_update_`
+    * a population (or [K] hyperparameters) on CPU, float32/float64, contiguous tensors,
+      without ``compile``: the same fused kernel once per member on its slices, with its
+      numbers (`fused_members_`; one pass over memory, torch.optim.Adam's arithmetic);
+    * otherwise (other devices and layouts, ``compile=True``): `adam_update_`
       on the stacked tensors, with the per-step coefficients computed once per group on
       [P, K] vectors. Eagerly that is 7 passes over memory, with a reused work buffer; with
       ``compile=True`` it is one loop (inductor), at the speed of the fused kernel, after a
