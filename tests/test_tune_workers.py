@@ -372,8 +372,12 @@ def test_every_worker_killed_keeps_the_stored_trials(tmp_path):
     the journal (created by this run) keeps every trial stored; the same command continues."""
     name = _name("allkilled")
     out = tmp_path / "out"
+    flags = _flags(None, name, out, long=True)
+    # trials four times longer than the other long studies: on a loaded machine the second
+    # worker (importing torch) must start before the first has finished the study alone
+    flags[flags.index("--epochs") + 1] = "40"
     cmd = [str(Path(sys.executable).parent / "optimkit"), "tune", "--workers", "2", "--json",
-           *_flags(None, name, out, long=True)]  # fmt: skip
+           *flags]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV)  # fmt: skip
     spec = f"journal:{out / 'study.journal'}"
