@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 #: tournament: optimizer entry -> center learning rate of its population
 TOURNAMENT = {
@@ -161,17 +161,6 @@ def train_autoencoder(
     }
 
 
-def _progress(options: AppOptions, total: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    progress = Progress(
-        TextColumn("[bold]autoencoder[/bold] {task.description}"), BarColumn(),
-        MofNCompleteColumn(), console=Console(stderr=True), disable=not options.progress,
-    )  # fmt: skip
-    return progress, progress.add_task("", total=total)
-
-
 def run(options: AppOptions) -> AppResult:
     import matplotlib
 
@@ -192,7 +181,7 @@ def run(options: AppOptions) -> AppResult:
         if not info.is_available():
             raise ValueError(f"dataset {setup.dataset} is not installed: {info.install_hint}")
     curve_fig, curve_axes = plt.subplots(1, len(setups), figsize=(12, 4.5), squeeze=False)
-    progress, bar = _progress(options, len(setups) * (len(names) + 1))
+    progress, bar = progress_bar(options, len(setups) * (len(names) + 1), "autoencoder")
     with progress:
         for ax, setup in zip(curve_axes[0], setups, strict=True):
             progress.update(bar, description=f"{setup.dataset}: PCA")

@@ -67,6 +67,19 @@ class App:
             )
 
 
+def progress_bar(options: AppOptions, total: int, label: str) -> tuple[Any, Any]:
+    """A rich progress bar on stderr, ``label`` in bold, off when ``options.progress`` is
+    False: (the Progress, to use as a context manager; its one task's id)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(
+        TextColumn(f"[bold]{label}[/bold] {{task.description}}"), BarColumn(),
+        MofNCompleteColumn(), console=Console(stderr=True), disable=not options.progress,
+    )  # fmt: skip
+    return progress, progress.add_task("", total=total)
+
+
 def write_app_report(result: AppResult, out: Path) -> dict[str, Path]:
     """Write results.json, table.csv, figures/<name>.png and report.html into `out`, all at
     once (`optimkit.outputs.atomic_folder`: a temporary folder renamed into place, nothing

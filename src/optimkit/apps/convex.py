@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 TARGET = 1e-6
 
@@ -40,17 +40,6 @@ PROBLEMS = {
     "diabetes": ("least_squares", "linear regression (least squares)", {}),
     "breast_cancer": ("logistic", "logistic regression (C = 1)", {"C": 1.0}),
 }
-
-
-def _progress(options: AppOptions, total: int, label: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    progress = Progress(
-        TextColumn(f"[bold]{label}[/bold] {{task.description}}"), BarColumn(),
-        MofNCompleteColumn(), console=Console(stderr=True), disable=not options.progress,
-    )  # fmt: skip
-    return progress, progress.add_task("", total=total)
 
 
 def problem_data(dataset: str) -> tuple[Tensor, Tensor, Any]:
@@ -275,7 +264,7 @@ def run(options: AppOptions) -> AppResult:
     curves: dict[str, dict[str, list[float]]] = {}
     f_stars: dict[str, float] = {}
     fig, axes = plt.subplots(1, len(PROBLEMS), figsize=(14, 5.5), squeeze=False)
-    progress, bar = _progress(options, len(names) * len(PROBLEMS), "convex")
+    progress, bar = progress_bar(options, len(names) * len(PROBLEMS), "convex")
     with progress:
         for ax, (dataset, (problem, label, hp)) in zip(axes[0], PROBLEMS.items(), strict=True):
             X, y, y_raw = problem_data(dataset)

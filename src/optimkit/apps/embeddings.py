@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from optimkit.apps._tokens import words
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 
 @dataclass(frozen=True)
@@ -233,17 +233,6 @@ def evaluate(kv) -> dict[str, float]:
             "analogies_scored": len(total["correct"]) + len(total["incorrect"])}  # fmt: skip
 
 
-def _progress(options: AppOptions, total: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    progress = Progress(
-        TextColumn("[bold]embeddings[/bold] {task.description}"), BarColumn(),
-        MofNCompleteColumn(), console=Console(stderr=True), disable=not options.progress,
-    )  # fmt: skip
-    return progress, progress.add_task("", total=total)
-
-
 def run(options: AppOptions) -> AppResult:
     import matplotlib
 
@@ -251,7 +240,7 @@ def run(options: AppOptions) -> AppResult:
     import matplotlib.pyplot as plt
 
     settings = QUICK if options.quick else FULL
-    progress, bar = _progress(options, settings.epochs + 3)
+    progress, bar = progress_bar(options, settings.epochs + 3, "embeddings")
     with progress:
         first = [True]
 

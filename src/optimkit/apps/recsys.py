@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 RATING_RANGE = (0.5, 5.0)
 TOP_K = 10
@@ -300,17 +300,6 @@ SVD_GRID_QUICK = [{"n_factors": 20, "n_epochs": 5, "reg_all": 0.05}]
 SVDPP_GRID_QUICK = [{"n_factors": 5, "n_epochs": 2, "reg_all": 0.05}]
 
 
-def _progress(options: AppOptions, total: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    progress = Progress(
-        TextColumn("[bold]recsys[/bold] {task.description}"), BarColumn(),
-        MofNCompleteColumn(), console=Console(stderr=True), disable=not options.progress,
-    )  # fmt: skip
-    return progress, progress.add_task("", total=total)
-
-
 def _run_split(data: Ratings, kind: str, options: AppOptions, step) -> tuple[list, dict]:
     quick, seed = options.quick, options.seed
     fit, val, test = split_ratings(data, kind, seed)
@@ -378,7 +367,7 @@ def run(options: AppOptions) -> AppResult:
     torch.manual_seed(options.seed)
     data = load_ratings(options.quick, options.seed)
     n_opt = len(OPTIMIZERS_QUICK if options.quick else OPTIMIZERS_FULL)
-    progress, bar = _progress(options, 2 * (3 + n_opt))
+    progress, bar = progress_bar(options, 2 * (3 + n_opt), "recsys")
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {"n_ratings": len(data.ratings), "n_users": data.n_users,
                                "n_items": data.n_items, "quick": options.quick}  # fmt: skip

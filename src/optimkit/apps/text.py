@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from optimkit.apps._tokens import Vocabulary, tokenize
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 SOURCES = {"Twitter for Android": 0, "Twitter for iPhone": 1}
 CLASSES = ("Android", "iPhone")
@@ -316,17 +316,6 @@ def tfidf_baseline(texts: Sequence[str], labels: np.ndarray, split: tuple,
 
 
 # --------------------------------------------------------------------------- the app
-def _progress(options: AppOptions, total: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    progress = Progress(
-        TextColumn("[bold]text[/bold] {task.description}"), BarColumn(),
-        MofNCompleteColumn(), console=Console(stderr=True), disable=not options.progress,
-    )  # fmt: skip
-    return progress, progress.add_task("", total=total)
-
-
 def run(options: AppOptions) -> AppResult:
     import matplotlib
 
@@ -334,7 +323,7 @@ def run(options: AppOptions) -> AppResult:
     import matplotlib.pyplot as plt
 
     grid = QUICK_GRID if options.quick else FULL_GRID
-    progress, bar = _progress(options, 2 + grid.epochs)
+    progress, bar = progress_bar(options, 2 + grid.epochs, "text")
     with progress:
         first = [True]
 
