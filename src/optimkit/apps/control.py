@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 GAMMA_MDP = 0.99  # discount of the exact solves (the policy is then run undiscounted)
 GAMMA_PG = 0.99  # REINFORCE's discount of the return-to-go
@@ -46,15 +46,6 @@ class Sizes:
 
 FULL = Sizes(episodes=1000, members=8, envs=8, updates=150, hidden=32, eval_episodes=100)
 QUICK = Sizes(episodes=50, members=2, envs=2, updates=2, hidden=8, eval_episodes=2)
-
-
-def _progress(enabled: bool, total: int, what: str) -> Any:
-    from rich.console import Console
-    from rich.progress import Progress
-
-    bar = Progress(console=Console(stderr=True), disable=not enabled, transient=True)
-    bar.start()
-    return bar, bar.add_task(what, total=total)
 
 
 # ----------------------------------------------------------------------------- toy-text MDPs
@@ -393,8 +384,8 @@ def run(options: AppOptions) -> AppResult:
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {"sizes": sizes.__dict__}
-    bar, task = _progress(options.progress, 2 + 2 * sizes.updates, "control")
-    try:
+    bar, task = progress_bar(options, 2 + 2 * sizes.updates, "control")
+    with bar:
         for name in ("FrozenLake-v1", "Taxi-v3"):
             r, d = solve_toy(name, sizes.episodes, options.seed)
             rows += r
@@ -413,8 +404,6 @@ def run(options: AppOptions) -> AppResult:
 
         pop = train_population(sizes, seeds, lrs, ents, options.seed, tick)
         seq = train_sequential(sizes, seeds, lrs, ents, options.seed, tick)
-    finally:
-        bar.stop()
     rows.append(cartpole_row(f"CartPole-v1: optimkit population REINFORCE (K={k}, one program)",
                              "optimkit", pop, sizes))  # fmt: skip
     rows.append(cartpole_row(f"CartPole-v1: {k} sequential torch.optim runs", "baseline", seq,

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]  # fmt: skip
@@ -67,15 +67,6 @@ BASELINE = "torch.optim.AdamW"
 PCT_START = 0.25  # the 1cycle warm-up fraction; schedule-free's warm-up is as long
 TARGET = 0.90
 RECALIBRATION_BATCHES = 20  # training batches that recompute batch-norm statistics
-
-
-def _progress(enabled: bool, total: int, what: str) -> Any:
-    from rich.console import Console
-    from rich.progress import Progress
-
-    bar = Progress(console=Console(stderr=True), disable=not enabled, transient=True)
-    bar.start()
-    return bar, bar.add_task(what, total=total)
 
 
 def load_images(sizes: Sizes) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -306,11 +297,9 @@ def run(options: AppOptions) -> AppResult:
     n_train, n_test = len(data[1]), len(data[3])
     n_evals = len(evaluation_points(math.ceil(n_train / sizes.batch_size), sizes))
     n_runs = len(TOURNAMENT) * sizes.seeds + 1
-    bar, task = _progress(options.progress, n_evals * n_runs, "images")
-    try:
+    bar, task = progress_bar(options, n_evals * n_runs, "images")
+    with bar:
         runs = tournament(data, sizes, options.seed, lambda: bar.advance(task))
-    finally:
-        bar.stop()
     total_s = time.perf_counter() - t_start
     rows = summary_rows(runs, sizes)
     table = pd.DataFrame(rows)

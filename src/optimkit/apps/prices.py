@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from optimkit.apps.base import App, AppOptions, AppResult
+from optimkit.apps.base import App, AppOptions, AppResult, progress_bar
 
 LAGS = 20  # returns before day t the models see
 MAX_AR_LAG = 10
@@ -54,15 +54,6 @@ QUICK = Sizes(
 
 #: the population each optimkit model trains per refit: (lr, weight_decay)
 MEMBERS = [(1e-3, 0.0), (1e-3, 1e-2), (3e-3, 0.0), (3e-3, 1e-2)]
-
-
-def _progress(enabled: bool, total: int, what: str) -> Any:
-    from rich.console import Console
-    from rich.progress import Progress
-
-    bar = Progress(console=Console(stderr=True), disable=not enabled, transient=True)
-    bar.start()
-    return bar, bar.add_task(what, total=total)
 
 
 def load_returns() -> tuple[np.ndarray, np.ndarray]:
@@ -220,8 +211,8 @@ def run(options: AppOptions) -> AppResult:
                                            "statsmodels AR(p), p by AIC", *MODELS)}  # fmt: skip
     seconds = dict.fromkeys(preds, 0.0)
     refits: list[dict[str, Any]] = []
-    bar, task = _progress(options.progress, len(blocks), "prices walk-forward")
-    try:
+    bar, task = progress_bar(options, len(blocks), "prices walk-forward")
+    with bar:
         for b, (s, e) in enumerate(blocks):
             info: dict[str, Any] = {"train_days": s, "test_start": str(dates[s]),
                                     "test_end": str(dates[e - 1])}  # fmt: skip
@@ -249,8 +240,6 @@ def run(options: AppOptions) -> AppResult:
                 info[m] = fit_info
             refits.append(info)
             bar.advance(task)
-    finally:
-        bar.stop()
     final = {m: np.concatenate(v) for m, v in preds.items()}
     rows: list[dict[str, Any]] = []
     for m, pred in final.items():
