@@ -52,8 +52,8 @@ The many-trial scenario (``--scenarios many``): 1,000 trials (``--quick``: 200 o
 of a tiny model, where Optuna's cost per trial shows: logistic regression 64-10 on digits
 (``TrainConfig(model="mlp", hidden=())``), Adam over the same lr and weight decay ranges,
 5 epochs, batch 64, the Tuner at its default population (64) on its journal file with the
-default TPE (``TPEWindowSampler``: TPESampler on a bounded view of the study), with Optuna's
-TPESampler on the whole study (the default before), and with the random sampler (what is left
+default TPE (``TPEBatchSampler``: TPE's estimators fitted once per wave of asks), with Optuna's
+TPESampler (the default before last: one fit per ask), and with the random sampler (what is left
 without a model fit per ask); plain Optuna + torch (in memory, TPESampler, one trial at a
 time) is the anchor. One thread (the smaller ``--threads``).
 
@@ -221,8 +221,8 @@ def space() -> SearchSpace:
 
 
 def _sampler(name: str, sp: SearchSpace) -> optuna.samplers.BaseSampler:
-    """make_sampler's, or "tpe-plain": Optuna's TPESampler on the whole study (what optimkit's
-    default TPE was before its bounded view, `TPEWindowSampler`)."""
+    """make_sampler's, or "tpe-plain": Optuna's TPESampler on the whole study, fitted at every
+    ask (what optimkit's default TPE, `TPEBatchSampler`, fits once per wave)."""
     if name == "tpe-plain":
         return optuna.samplers.TPESampler(seed=SEED, multivariate=True, constant_liar=True)
     return make_sampler(name, sp, SEED)
@@ -453,7 +453,7 @@ def many_trials(
             with pinned(th):
                 return optimkit_tune(ds, trials, epochs, "none", population, TINY, sampler)
 
-        label = {"tpe": "TPE (default: TPEWindowSampler)",
+        label = {"tpe": "TPE (default: TPEBatchSampler)",
                  "tpe-plain": "TPESampler on the whole study"}.get(sampler, sampler)  # fmt: skip
         variants[f"optimkit Tuner, journal, population {population}, {th} thr, {label}"] = run
     out = interleaved(variants, repeats)

@@ -466,52 +466,80 @@ def _drive(sampler, n=90, pop=6):
     return asked, study
 
 
-def test_tpe_window_proposes_what_tpe_proposes_while_the_study_fits():
-    """Oracle: Optuna's TPESampler (multivariate, constant liar, same seed) on the same asks
-    and tells; the view is updated in place (one build) and the proposals are identical."""
-    from optimkit.tune.samplers import TPEWindowSampler
-
-    ours = TPEWindowSampler(3, window=1000)
-    a, _ = _drive(optuna.samplers.TPESampler(seed=3, multivariate=True, constant_liar=True))
-    b, study = _drive(ours)
-    assert a == b
-    assert ours.rebuilds == 1
-    view = ours.view()  # TPE's view at the last ask: every trial, the last one just asked
-    assert len(view) == len(study.trials)
-    ended_before = 0
-    for v, t in zip(view[:-1], study.trials[:-1], strict=True):
-        if v.state != optuna.trial.TrialState.RUNNING:  # ended before the last ask
-            ended_before += 1
-            assert v.state == t.state and v.values == t.values
-            if t.state == optuna.trial.TrialState.FAIL:
-                continue  # TPE ignores failed trials: their params are not copied
-            assert v.intermediate_values == t.intermediate_values
-        assert v.params == t.params
-    assert ended_before >= 90 - 2 * 6
+def _fixed_study(sampler):
+    """40 trials over a float (log), a float, an int and a choice: complete, pruned (with a
+    learning curve) and two still running, asked from a random sampler, then copied into a
+    study that asks with `sampler`."""
+    src = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(1))
+    for i in range(40):
+        t = src.ask()
+        v = (-((math.log10(t.suggest_float("lr", 1e-4, 1e-1, log=True)) + 2.5) ** 2)
+             - (t.suggest_float("x", -1, 2) - 0.5) ** 2 - 0.1 * (t.suggest_int("k", 1, 8) - 3) ** 2
+             + (t.suggest_categorical("c", ["a", "b", "c"]) == "b"))  # fmt: skip
+        if i % 7 == 3:
+            t.report(v - 1, 2)
+            src.tell(t, state=optuna.trial.TrialState.PRUNED)
+        elif i < 37:
+            src.tell(t, v)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.add_trials(src.trials)
+    return study
 
 
-def test_tpe_window_keeps_the_best_and_the_latest():
-    """Past `window` finished trials TPE sees the `keep_best` best complete ones and the
-    latest others (brute force over the study), and every running trial."""
-    from optimkit.tune.samplers import TPEWindowSampler
+def _proposals(sampler, n=300):
+    """`n` asks on `_fixed_study`, each failed at once (no sampler fits on a failed trial)."""
+    study = _fixed_study(sampler)
+    out = []
+    for _ in range(n):
+        t = study.ask()
+        lr, x = t.suggest_float("lr", 1e-4, 1e-1, log=True), t.suggest_float("x", -1, 2)
+        out.append((lr, x, t.suggest_int("k", 1, 8), t.suggest_categorical("c", ["a", "b", "c"])))
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+    return out
 
-    ours = TPEWindowSampler(0, window=20, keep_best=5)
-    _, study = _drive(ours, n=120, pop=4)
-    assert ours.rebuilds > 1
-    # one more ask: the view is brought up to date for it (rebuilt or updated in place)
-    t = study.ask()
-    t.suggest_float("lr", 1e-4, 1e-1, log=True)
-    t.suggest_float("wd", 1e-6, 1e-2, log=True)
-    finished = [s for s in study.trials if s.state in (optuna.trial.TrialState.COMPLETE,
-                                                       optuna.trial.TrialState.PRUNED)]  # fmt: skip
-    view = [v for v in ours.view() if v.state != optuna.trial.TrialState.RUNNING]
-    assert 20 <= len(view) <= 20 + 20 // 4
-    seen = {(v.params["lr"], v.params["wd"]) for v in view}
-    complete = [s for s in finished if s.state == optuna.trial.TrialState.COMPLETE]
-    for s in sorted(complete, key=lambda s: -s.value)[:5]:
-        assert (s.params["lr"], s.params["wd"]) in seen  # the best are always there
-    latest = [(s.params["lr"], s.params["wd"]) for s in finished[-(20 - 5) :]]
-    assert set(latest) <= seen  # and the latest
-    values = sorted((v.value for v in view if v.state == optuna.trial.TrialState.COMPLETE),
-                    reverse=True)  # fmt: skip
-    assert values[:5] == sorted((s.value for s in complete), reverse=True)[:5]
+
+def test_tpe_batch_proposes_what_tpe_proposes():
+    """Oracle: Optuna's TPESampler (multivariate, constant liar) on the same study of complete,
+    pruned and running trials: the proposals have the same distribution (two-sample KS on the
+    floats, chi-square on the int and the choice), from one fit; the same test tells TPE from
+    random sampling."""
+    from scipy import stats
+
+    from optimkit.tune.samplers import TPEBatchSampler
+
+    ours = TPEBatchSampler(0)
+    a = _proposals(optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True))
+    b = _proposals(ours)
+    r = _proposals(optuna.samplers.RandomSampler(0))
+    assert ours.fits == 1
+
+    def p_values(p, q):
+        out = [stats.ks_2samp([v[j] for v in p], [v[j] for v in q]).pvalue for j in (0, 1)]
+        for j in (2, 3):
+            levels = sorted({v[j] for v in p + q}, key=str)
+            table = [[sum(v[j] == c for v in s) for c in levels] for s in (p, q)]
+            table = [row for row in zip(*table, strict=True) if sum(row) >= 10]  # chi2's rule
+            out.append(stats.chi2_contingency(table).pvalue if len(table) > 1 else 1.0)
+        return out
+
+    assert min(p_values(a, b)) > 1e-3
+    assert max(p_values(a, r)) < 1e-4
+
+
+def test_tpe_batch_fits_once_per_finished_trial_and_repeats_itself():
+    """A fit per change in the number of finished trials (counted by brute force at each
+    ask), none while trials only start or fail; the same seed, the same proposals."""
+    from optimkit.tune.samplers import TPEBatchSampler
+
+    ours = TPEBatchSampler(3)
+    asked, study = _drive(ours)
+    counts = []
+    for t in study.trials:  # the finished trials when each trial was asked
+        ended = [s for s in study.trials if s.datetime_complete is not None
+                 and s.datetime_complete <= t.datetime_start
+                 and s.state != optuna.trial.TrialState.FAIL]  # fmt: skip
+        counts.append(len(ended))
+    fitted = [c for c in counts if c >= 10]
+    assert ours.fits == len(set(fitted)) < len(fitted)
+    again, _ = _drive(TPEBatchSampler(3))
+    assert again == asked
