@@ -320,8 +320,10 @@ class _Parzen:
             lp += mass[inv.ravel()]
         for j, log_p in self.log_probs.items():
             lp += log_p.T[x[:, j].astype(int)]
-        top = lp.max(1, keepdims=True)  # kernels below e^-60 of the top: 0 (exp's slow path)
-        return np.log(np.exp(np.maximum(lp - top, -60.0)).sum(1)) + top[:, 0]
+        top = lp.max(1, keepdims=True)  # in place (no large temporaries); kernels below
+        lp -= top  # e^-60 of the top count as 0 (exp's slow path on underflow)
+        np.exp(np.maximum(lp, -60.0, out=lp), out=lp)
+        return np.log(lp.sum(1)) + top[:, 0]
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
