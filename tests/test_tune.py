@@ -543,3 +543,38 @@ def test_tpe_batch_fits_once_per_finished_trial_and_repeats_itself():
     assert ours.fits == len(set(fitted)) < len(fitted)
     again, _ = _drive(TPEBatchSampler(3))
     assert again == asked
+
+
+def test_tpe_batch_several_objectives_and_choices_only():
+    """Several objectives: TPESampler's own proposals (same seed, identical). A relative space
+    of a choice and a log int only (define-by-run floats aside): proposals on the int's grid,
+    fitted once per finished trial."""
+    from optimkit.tune.samplers import TPEBatchSampler
+
+    def two(t):
+        x, y = t.suggest_float("x", 0, 1), t.suggest_float("y", 1e-3, 1, log=True)
+        return x + y, x * y
+
+    def run(sampler, objective, directions, n):
+        study = optuna.create_study(directions=directions, sampler=sampler)
+        study.optimize(objective, n_trials=n)
+        return [t.params for t in study.trials]
+
+    tpe = optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True)
+    assert run(TPEBatchSampler(0), two, ["maximize", "minimize"], 25) == run(
+        tpe, two, ["maximize", "minimize"], 25
+    )
+
+    def cond(t):
+        o = t.suggest_categorical("o", ["a", "b"])
+        y = t.suggest_float(f"y{o}", 1e-3, 1, log=True)
+        return (
+            (math.log(y) + 3) ** 2
+            + (o == "b")
+            + abs(math.log(t.suggest_int("k", 1, 99, log=True)) - 2)
+        )
+
+    ours = TPEBatchSampler(0)
+    params = run(ours, cond, ["minimize"], 40)
+    assert ours.fits == 40 - 10
+    assert all(isinstance(p["k"], int) and 1 <= p["k"] <= 99 for p in params)

@@ -260,8 +260,8 @@ class _Parzen:
         # log w_k + sum over the continuous j of log N_trunc(u_j; mu_kj, s_kj), as the
         # coefficients of (u_j^2, u_j, 1): one matrix product evaluates every kernel
         self.cont = [j for j in self.mu if space[j].step is None]  # type: ignore[attr-defined]
-        mu = np.stack([self.mu[j] for j in self.cont], 1).reshape(m + 1, -1)
-        p = np.stack([self.sigma[j] for j in self.cont], 1).reshape(m + 1, -1) ** -2.0
+        mu = np.array([self.mu[j] for j in self.cont]).T.reshape(m + 1, len(self.cont))
+        p = np.array([self.sigma[j] for j in self.cont]).T.reshape(m + 1, len(self.cont)) ** -2.0
         log_norm = 0.5 * np.log(p) - _LOG_SQRT_2PI - _log_mass(-mu * p**0.5, (1 - mu) * p**0.5)
         const = self.log_w + (log_norm - 0.5 * mu**2 * p).sum(1)
         self.quadratic = np.ascontiguousarray(
@@ -307,7 +307,7 @@ class _Parzen:
         """log density of each row of `x` (on the unit scale of each range; the same scale in
         l and g, so log l - log g is TPE's)."""
         cont = self.cont
-        u = np.stack([self._unit(j, x[:, j]) for j in cont], 1)
+        u = np.array([self._unit(j, x[:, j]) for j in cont]).T.reshape(len(x), len(cont))
         lp = np.concatenate([u**2, u, np.ones((len(x), 1))], 1) @ self.quadratic
         for j, mu in self.mu.items():
             if j in self.cont:
