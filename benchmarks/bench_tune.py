@@ -1,7 +1,8 @@
 """The same 64-trial search with optimkit's tuner and with plain Optuna + torch.optim (issue 4).
 
 Run: ``.venv/bin/python -m benchmarks tune [--repeats 3] [--quick] [--threads 1 2]
-[--scenarios parts search many] [--many-trials 1000] [--many-epochs 5]``.
+[--scenarios parts search many] [--many-trials 1000] [--many-epochs 5]
+[--populations 64 16]``.
 
 The search: an MLP 64-128-10 (ReLU) on scikit-learn's digits (standardized, stratified
 70/15/15 split, seed 0); Adam with lr in [1e-4, 1e-1] (log) and weight decay in [1e-6, 1e-2]
@@ -17,8 +18,9 @@ value is its best validation accuracy over its epochs.
 * optimkit: ``Tuner`` with a population of 64 on its default storage (an Optuna journal file,
   each trial written once, when it ends; see ``optimkit.tune.storage``) in a temporary folder, the
   same space (``SearchSpace.from_config(..., "adam", replace_defaults=True)``) and
-  ``make_sampler("tpe", space, 0)`` (TPE, seed 0, multivariate, constant liar). Also with a
-  population of 16: a population of 64 asks all 64 trials of an empty study at once, which
+  ``make_sampler("tpe", space, 0)`` (`TPEBatchSampler`: TPE, seed 0, multivariate, running
+  trials in g, fitted once per wave). Also with a population of 16 (``--populations``: any
+  list, the first also in the compile row): a population of 64 asks all 64 trials of an empty study at once, which
   TPE answers with its random start-up; 16 at a time (4 waves, each slot refilled as soon as
   its trial ends) lets TPE learn from the trials that ended, and under Hyperband a pruned
   member's slot takes a new trial at once instead of computing along unused. One more row
@@ -562,6 +564,7 @@ SCENARIOS = ("parts", "search", "many")
 def main(
     repeats: int = 3, quick: bool = False, threads: tuple[int, ...] = (1, 2),
     scenarios: tuple[str, ...] = SCENARIOS, many: int | None = None, many_epochs: int | None = None,
+    pops: tuple[int, ...] = (),
 ) -> None:  # fmt: skip
     """The overhead parts, the 64-trial search (no pruning, then Hyperband) and the
     1,000-trial search of a tiny model; `quick`: 16 trials of 5 epochs, 200 tiny trials of
@@ -577,7 +580,7 @@ def main(
         with pinned(1):
             console.print(overhead_parts(trials, epochs, repeats))
     if "search" in scenarios:
-        populations = (trials, trials // 4)
+        populations = pops or (trials, trials // 4)
         for t in search(ds, trials, epochs, populations, rounds, threads):
             console.print(t)
         for population, ms in storage_ms.items():
@@ -606,6 +609,9 @@ def parser() -> argparse.ArgumentParser:
                           "trials of a tiny model)")  # fmt: skip
     out.add_argument("--many-trials", type=int, default=None, help="trials of the many scenario")
     out.add_argument("--many-epochs", type=int, default=None, help="epochs of the many scenario")
+    out.add_argument("--populations", type=int, nargs="+", default=[],
+                     help="the Tuner's populations in the 64-trial search (default: 64 16; "
+                          "the first also runs compile + bf16)")  # fmt: skip
     return out
 
 
@@ -616,8 +622,10 @@ def cli(argv: Sequence[str]) -> None:
     for name in ("many_trials", "many_epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser().error(f"--{name.replace('_', '-')}: expected an integer >= 1")
+    if args.populations and min(args.populations) < 1:
+        parser().error("--populations: expected integers >= 1")
     main(args.repeats, args.quick, tuple(args.threads), tuple(args.scenarios), args.many_trials,
-         args.many_epochs)  # fmt: skip
+         args.many_epochs, tuple(args.populations))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,10 +30,17 @@ def test_many_trials_scenario_prints_the_bookkeeping_split():
     assert out.count("40 complete") == 2  # plain Optuna and the Tuner ran the whole budget
 
 
-def test_bad_options_exit_2():
-    cmd = [sys.executable, "-m", "benchmarks", "tune", "--many-trials", "0"]
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--many-trials", "0"], "--many-trials: expected an integer >= 1"),
+        (["--populations", "64", "0"], "--populations: expected integers >= 1"),
+    ],
+)
+def test_bad_options_exit_2(args, message):
+    cmd = [sys.executable, "-m", "benchmarks", "tune", *args]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "--many-trials: expected an integer >= 1" in run.stderr
+    assert run.returncode == 2 and message in run.stderr
 
 
 def test_split_is_the_tuners_stats_and_lies_inside_its_overhead():
