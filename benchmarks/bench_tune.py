@@ -20,10 +20,11 @@ value is its best validation accuracy over its epochs.
   same space (``SearchSpace.from_config(..., "adam", replace_defaults=True)``) and
   ``make_sampler("tpe", space, 0)`` (`TPEBatchSampler`: TPE, seed 0, multivariate, running
   trials in g, fitted once per wave). Also with a population of 16 (``--populations``: any
-  list, the first also in the compile row): a population of 64 asks all 64 trials of an empty study at once, which
-  TPE answers with its random start-up; 16 at a time (4 waves, each slot refilled as soon as
-  its trial ends) lets TPE learn from the trials that ended, and under Hyperband a pruned
-  member's slot takes a new trial at once instead of computing along unused. One more row
+  list, the first also in the compile row): a population of 64 asks all 64 trials of an empty
+  study at once, which TPE answers with its random start-up; 16 at a time (4 waves, each slot
+  refilled as soon as its trial ends) lets TPE learn from the trials that ended, and under
+  Hyperband a pruned member's slot takes a new trial at once instead of computing along
+  unused. One more row
   runs the population of 64 with TrainConfig's opt-in ``compile=True, autocast=True`` (the
   optimizer step through torch.compile, bfloat16 matrix products), compiled before the timing.
 
