@@ -93,6 +93,7 @@ class TPEBatchSampler(optuna.samplers.BaseSampler):
         self._study: optuna.Study | None = None
         self._seen, self._finished = 0, 0  # see _count
         self._open: list[int] = []
+        self._counted: tuple[int, int, int] = (-1, -1, 0)  # (trial, trials, finished) last
         self._space: tuple[Any, dict[str, BaseDistribution]] | None = None
         self._key: tuple[Any, ...] | None = None
         self._fitted: tuple[_Parzen, _Parzen] | None = None
@@ -118,7 +119,9 @@ class TPEBatchSampler(optuna.samplers.BaseSampler):
     ) -> dict[str, BaseDistribution]:
         """TPESampler's (the intersection of the finished trials' spaces), computed again only
         once a trial has finished."""
-        key = (study, self._count(study, study.get_trials(deepcopy=False)))
+        trials = study.get_trials(deepcopy=False)
+        key = (study, self._count(study, trials))
+        self._counted = (trial.number, len(trials), key[1])  # sample_relative's, next
         if self._space is None or self._space[0] != key:
             self._space = key, self.tpe.infer_relative_search_space(study, trial)
         return dict(self._space[1])
@@ -129,7 +132,10 @@ class TPEBatchSampler(optuna.samplers.BaseSampler):
         if not search_space or len(study.directions) > 1:
             return self.tpe.sample_relative(study, trial, search_space) if search_space else {}
         trials = study.get_trials(deepcopy=False)
-        n = self._count(study, trials)
+        if self._counted[:2] == (trial.number, len(trials)) and study is self._study:
+            n = self._counted[2]  # counted just now by infer_relative_search_space
+        else:
+            n = self._count(study, trials)
         if n < self.n_startup_trials:
             return {}
         key = (study, n, tuple(search_space.items()))

@@ -3,10 +3,12 @@
 Trials are asked in batches. Each trial's configuration splits into a shape (optimizer and its
 flags, batch size, architecture, schedule) and per-member values (lr, weight decay, betas,
 momentum, seed, ...); trials of one shape train together as one `PopulationTrainer`. Every
-epoch each member reports its validation metric as an Optuna intermediate value and the pruner
-decides per member. A member that finishes, is pruned, stops early or diverges frees its slot,
-which is refilled at once with a new trial of the same shape (trials of a new shape start a
-population of their own), so populations stay full until the budget (trials, timeout) is spent.
+epoch each member's validation metric is an Optuna intermediate value: reported to the live
+study where a pruner decides per member on it, otherwise kept by the tuner and stored with the
+trial when it ends, as its attributes are (one write per trial, see `optimkit.tune.storage`).
+A member that finishes, is pruned, stops early or diverges frees its slot, which is refilled
+at once with a new trial of the same shape (trials of a new shape start a population of their
+own), so populations stay full until the budget (trials, timeout) is spent.
 
 The budget (`trials`) is the study's: finished trials of earlier runs and of other processes
 on the same study count, as do trials other live processes are running (see
@@ -86,7 +88,7 @@ class Pool:
     trainer: PopulationTrainer
     trials: list[optuna.Trial | None]
     seconds: list[float] = field(default_factory=list)
-    curves: list[list[float]] = field(default_factory=list)
+    curves: list[list[tuple[int, float]]] = field(default_factory=list)  # (epoch, value)
 
     def free_slots(self) -> list[int]:
         return [k for k, t in enumerate(self.trials) if t is None]
@@ -207,8 +209,6 @@ class Tuner:
             with timed("suggest"):
                 config = self.space.suggest(trial)
             config.setdefault("seed", self.base.seed + trial.number)
-            with timed("attrs"):
-                trial.set_user_attr("seed", config["seed"])
             shape, _ = split_config(config)
             self.pending[shape].append((trial, config))
             with timed("storage"):
@@ -289,11 +289,11 @@ class Tuner:
                 continue
             pool.seconds[k] += share
             if status[k] != FAILED and math.isfinite(values[k]):
-                if len(self.objectives) == 1:
+                if self.prunes:
                     with timed("report"):
                         trial.report(values[k], step=epochs[k])
-                else:  # Optuna keeps no intermediate values for several objectives
-                    pool.curves[k].append(values[k])
+                else:  # kept here: stored with the trial when it ends (see _finish)
+                    pool.curves[k].append((epochs[k], values[k]))
             if status[k] == RUNNING:
                 if self.prunes:
                     with timed("prune"):
@@ -318,17 +318,18 @@ class Tuner:
             "best_epoch": int(trainer.early.best_epoch[k]) + 1,
             "seconds": pool.seconds[k],
             "population": len(pool.trials),
+            "seed": trainer.members[k]["seed"],
         }  # fmt: skip
         if trainer.failure[k]:
             attrs["failure_reason"] = trainer.failure[k]
-        if len(self.objectives) > 1:
-            attrs["curve"] = pool.curves[k]
+        curve: dict[int, float] = {}
+        if len(self.objectives) > 1:  # Optuna keeps no intermediate values for several
+            attrs["curve"] = [v for _, v in pool.curves[k]]
+        else:
+            curve = dict(pool.curves[k])
         if state == optuna.trial.TrialState.COMPLETE and not math.isfinite(best):
             state = optuna.trial.TrialState.FAIL
             attrs["failure_reason"] = "no finite validation score"
-        with self.stats.timed("attrs"):
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
         values: list[float] | None = None
         if state == optuna.trial.TrialState.COMPLETE:
             values = [best]
@@ -339,8 +340,8 @@ class Tuner:
                                         trainer.population.params.values())))  # fmt: skip
         with self.stats.timed("tell"):
             self._tell(trial, values, state)
-        with self.stats.timed("storage"):
-            self.mirror.finished(trial.number)
+        with self.stats.timed("attrs"):  # written with the trial (the live study's samplers
+            self.mirror.finished(trial.number, attrs, curve)  # and pruners read neither)
         if values is not None:
             self._consider(pool, k, trial.number, best)
         pool.trials[k] = None
