@@ -20,6 +20,7 @@ from optimkit.metrics import (
     log_loss,
     mae,
     mse,
+    predicted_labels,
     r2,
     rmse,
 )
@@ -316,3 +317,54 @@ def test_bad_inputs_raise():
         r2(torch.zeros(2, 4, dtype=DT), torch.zeros(5, dtype=DT))
     with pytest.raises(ValueError, match=r"pred: expected a torch\.Tensor"):
         mae([1.0, 2.0], torch.zeros(2))
+
+
+# --------------------------------------------------------------------------------------------
+# labels computed once
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_predicted_labels_equal_argmax_on_the_population_layout(seed):
+    """On the transposed view of a contiguous [K, C, N] (the population's output) the labels
+    come from max(-2) of that tensor: the same as torch.argmax / numpy.argmax, ties to the
+    lowest class, NaN counted as the maximum."""
+    g = gen(seed)
+    for dtype in (torch.float32, DT):
+        base = torch.randint(0, 3, (4, 5, 31), generator=g).to(dtype)  # many ties
+        base[torch.rand(base.shape, generator=g) < 0.05] = math.nan
+        scores = base.mT  # [K, N, C], not contiguous
+        assert not scores.is_contiguous()
+        expected = np.argmax(scores.numpy(), -1)
+        assert np.array_equal(predicted_labels(scores).numpy(), expected)
+        assert torch.equal(predicted_labels(scores), scores.contiguous().argmax(-1))
+        assert torch.equal(predicted_labels(scores.contiguous()), scores.contiguous().argmax(-1))
+    one = torch.randn(3, 9, 1, generator=g, dtype=DT)
+    assert torch.equal(predicted_labels(one), (one[..., 0] > 0).long())
+    probs = torch.rand(3, 9, 1, generator=g, dtype=DT)
+    assert torch.equal(predicted_labels(probs, from_logits=False), (probs[..., 0] > 0.5).long())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_metrics_with_precomputed_labels_equal_the_plain_call(seed, weighted):
+    logits, target, _ = classification_case(seed)
+    w = sample_weights(gen(seed + 5), logits.shape[1]) if weighted else None
+    scores = logits.mT.contiguous().mT
+    labels = predicted_labels(scores)
+    for name in ("accuracy", "f1_macro"):
+        metric = get_metric(name)
+        assert metric.uses_labels
+        plain = metric(scores, target, w)
+        torch.testing.assert_close(metric(scores, target, w, labels=labels), plain, rtol=0, atol=0)
+        for m in range(logits.shape[0]):
+            yh = logits[m].argmax(-1).numpy()
+            sw = np_(w)
+            ref = (skm.accuracy_score(target, yh, sample_weight=sw) if name == "accuracy"
+                   else skm.f1_score(target, yh, average="macro", sample_weight=sw))  # fmt: skip
+            agree(plain[m], ref)
+    assert not get_metric("log_loss").uses_labels
+    assert get_metric("accuracy", from_logits=False).uses_labels
+    with pytest.raises(ValueError, match=r"labels: expected the long tensor of shape \[4, \d+\]"):
+        accuracy(scores, target, labels=labels[:, :-1])
+    with pytest.raises(ValueError, match=r"'accuracy' does not take \['labels'\]"):
+        get_metric("accuracy", labels=labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,44 @@ def test_autocast_member_equals_torch_autocast_alone():
             errors[bf16] = max((trainer.population.params[n][k] - p).abs().max().item()
                                for n, p in model.named_parameters())  # fmt: skip
         assert errors[True] <= 1e-5 < 1e-3 <= errors[False], (k, errors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+def test_members_finite_flags_exactly_the_members_with_nan_or_inf(dtype):
+    """The one-reduction check: a member is flagged iff one of its parameters holds NaN or
+    +-inf, whatever the size of its finite values (the largest finite ones included)."""
+    ds = load_dataset("digits", seed=0, dtype=dtype)
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (8,)}, epochs=1)
+    trainer = PopulationTrainer(ds, cfg, [{"lr": 1e-3}] * 6)
+    big = torch.finfo(dtype).max
+    with torch.no_grad():
+        params = list(trainer.population.params.values())
+        params[0][1, 3, 2] = math.nan
+        params[1][2, 0] = math.inf
+        params[2][3].fill_(big)  # finite, though any plain sum of it overflows
+        params[3][4, 0] = -math.inf
+        params[0][5].fill_(-big)
+    assert trainer._members_finite().tolist() == [True, False, False, True, False, True]
+
+
+def test_evaluate_equals_the_metrics_of_the_forward(digits64):
+    """evaluate() (one argmax shared by accuracy and F1, no concatenation of one chunk) gives
+    the loss and metrics of the population's forward, and the same when split in chunks."""
+    from optimkit import metrics
+
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (16,)}, epochs=1)
+    trainer = PopulationTrainer(digits64, cfg, [{"lr": 1e-2, "seed": s} for s in range(3)])
+    trainer.fit()
+    x, y = digits64.X_val, digits64.y_val
+    result = trainer.evaluate(x, y)
+    with torch.no_grad():
+        out = trainer.population.forward(x, train=False)
+    expected = {"loss": torch.nn.functional.cross_entropy(
+        out.transpose(1, 2), y.expand(3, -1), reduction="none").mean(1)}  # fmt: skip
+    for name in ("accuracy", "f1_macro", "log_loss"):
+        expected[name] = metrics.get_metric(name)(out.contiguous(), y)
+    assert set(result) == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(result[name], value.to(f64), rtol=1e-12, atol=1e-14)
+    chunked = trainer._forward_eval(x, chunk=100)
+    torch.testing.assert_close(chunked, out, rtol=1e-12, atol=1e-14)

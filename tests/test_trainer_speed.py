@@ -4,6 +4,8 @@ population Adam/AdamW step through torch's fused kernel per member (optimkit.opt
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -66,3 +68,83 @@ def test_a_noncontiguous_population_takes_the_stacked_path():
         a.step()
         b.step()
     torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-14)
+
+
+def _population_and_refs(decoupled, amsgrad, maximize, k=4, seed=5):
+    gen = torch.Generator().manual_seed(seed)
+    lr = torch.tensor([1e-3, 3e-2, 1e-1, 5e-4], dtype=torch.float64)
+    wd = torch.tensor([0.0, 1e-2, 3e-1, 1e-4], dtype=torch.float64)
+    params = [torch.randn(k, *s, generator=gen, dtype=torch.float64).requires_grad_()
+              for s in SHAPES]  # fmt: skip
+    cls, ref_cls = (AdamW, torch.optim.AdamW) if decoupled else (Adam, torch.optim.Adam)
+    ours = cls(params, lr=lr, weight_decay=wd, amsgrad=amsgrad, maximize=maximize, members=k)
+    plain = [[p[m].detach().clone().requires_grad_() for p in params] for m in range(k)]
+    refs = [ref_cls(plain[m], lr=float(lr[m]), weight_decay=float(wd[m]), amsgrad=amsgrad,
+                    maximize=maximize, foreach=False) for m in range(k)]  # fmt: skip
+    return gen, params, ours, plain, refs
+
+
+def _assert_members_equal(params, ours, plain, refs, names):
+    for m in range(len(refs)):
+        for p, q in zip(params, plain[m], strict=True):
+            torch.testing.assert_close(p.detach()[m], q.detach(), rtol=1e-12, atol=1e-14)
+            for name in names:
+                torch.testing.assert_close(ours.state[p][name][m], refs[m].state[q][name],
+                                           rtol=1e-12, atol=1e-14)  # fmt: skip
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_kept_gradients_reset_copy_and_state_dict_equal_torch_per_member(
+    decoupled, amsgrad, maximize
+):
+    """Gradients kept between steps (written in place, so the per-member slices are cached),
+    a gradient tensor replaced midway, then member slots (reset member 2, copy member 0 into
+    member 3) and a state_dict round trip into a new optimizer: every member still equals
+    torch.optim on its own, in float64."""
+    gen, params, ours, plain, refs = _population_and_refs(decoupled, amsgrad, maximize)
+    names = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ()))
+    for p in params:
+        p.grad = torch.zeros_like(p)
+
+    def step(opt, plain, refs):
+        grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+        for p, g in zip(params, grads, strict=True):
+            p.grad.copy_(g)
+        opt.step()
+        for m in range(len(refs)):
+            for q, g in zip(plain[m], grads, strict=True):
+                q.grad = g[m].clone()
+            refs[m].step()
+
+    for i in range(6):
+        if i == 3:
+            params[1].grad = torch.zeros_like(params[1])  # a new gradient tensor
+        step(ours, plain, refs)
+    assert "grad_members" in ours._member_views[0]  # the kept gradients' slices were reused
+    _assert_members_equal(params, ours, plain, refs, names)
+
+    # member slots: reset member 2 (fresh torch optimizer), copy member 0 into member 3
+    ours.reset_members(torch.tensor([False, False, True, False]))
+    refs[2] = type(refs[2])(plain[2], foreach=False, **{
+        k: refs[2].defaults[k] for k in ("lr", "weight_decay", "amsgrad", "maximize")})  # fmt: skip
+    ours.copy_member(0, 3)
+    with torch.no_grad():
+        for p, q3, q0 in zip(params, plain[3], plain[0], strict=True):
+            p[3] = p[0]
+            q3.copy_(q0)
+    # torch.optim's load_state_dict keeps tensors that need no cast: copy them first
+    refs[3].load_state_dict(copy.deepcopy(refs[0].state_dict()))  # lr, weight decay too
+    for _ in range(3):
+        step(ours, plain, refs)
+    _assert_members_equal(params, ours, plain, refs, names)
+
+    # a state_dict round trip: a new optimizer continues exactly
+    cls = AdamW if decoupled else Adam
+    again = cls(params, lr=torch.zeros(4, dtype=torch.float64), amsgrad=amsgrad,
+                maximize=maximize, members=4)  # fmt: skip
+    again.load_state_dict(ours.state_dict())
+    for _ in range(3):
+        step(again, plain, refs)
+    _assert_members_equal(params, again, plain, refs, names)

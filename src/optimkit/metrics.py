@@ -44,6 +44,7 @@ __all__ = [
     "log_loss",
     "mae",
     "mse",
+    "predicted_labels",
     "r2",
     "rmse",
 ]
@@ -101,7 +102,27 @@ class _Classes:
     scores: Tensor | None = None  # [*M, N, C] float scores, None for label predictions
 
 
-def _classes(pred: object, target: object, sample_weight: object, from_logits: bool) -> _Classes:
+def predicted_labels(scores: Tensor, from_logits: bool = True) -> Tensor:
+    """Predicted class labels ``[*M, N]`` (long) of floating scores ``[*M, N, C]``: the
+    argmax (ties to the lowest class, as ``numpy.argmax``), or for ``C = 1`` whether the logit
+    is > 0 (the probability > 0.5). Compute it once and pass it as ``labels=`` to the label
+    metrics (accuracy, f1_macro) of the same scores. On a transposed view of a contiguous
+    ``[*M, C, N]`` (the population's layout) it is ``max(-2).indices`` of that tensor: the same
+    labels (first maximum, NaN as the maximum), about 5x faster than torch's argmax there."""
+    if scores.shape[-1] == 1:
+        return (scores[..., 0] > (0.0 if from_logits else 0.5)).long()
+    if scores.mT.is_contiguous() and not scores.is_contiguous():
+        return scores.mT.max(-2).indices
+    return scores.argmax(-1)
+
+
+def _classes(
+    pred: object,
+    target: object,
+    sample_weight: object,
+    from_logits: bool,
+    labels: Tensor | None = None,
+) -> _Classes:
     pred, target = _tensor("pred", pred), _tensor("target", target)
     if pred.dtype.is_floating_point:
         layout = "[*M, N, C] scores"
@@ -111,11 +132,15 @@ def _classes(pred: object, target: object, sample_weight: object, from_logits: b
                 f"integer labels [*M, N], got a {pred.dtype} tensor of shape {list(pred.shape)}"
             )
         c = pred.shape[-1]
+        if labels is None:
+            labels = predicted_labels(pred, from_logits)
+        elif labels.shape != pred.shape[:-1] or labels.dtype != torch.long:
+            raise ValueError(
+                f"labels: expected the long tensor of shape {list(pred.shape[:-1])} that "
+                f"predicted_labels(pred) gives, got {labels.dtype} {list(labels.shape)}"
+            )
         if c == 1:
-            labels = (pred[..., 0] > (0.0 if from_logits else 0.5)).long()
             target = target > 0
-        else:
-            labels = pred.argmax(-1)
         dtype, num_classes, scores = pred.dtype, max(c, 2), pred
     else:
         layout = "[*M, N] labels"
@@ -146,10 +171,16 @@ def _regression(pred: object, target: object, sample_weight: object):
 
 
 def accuracy(
-    pred: Tensor, target: Tensor, sample_weight: Tensor | None = None, *, from_logits: bool = True
+    pred: Tensor,
+    target: Tensor,
+    sample_weight: Tensor | None = None,
+    *,
+    from_logits: bool = True,
+    labels: Tensor | None = None,
 ) -> Tensor:
-    """Fraction of correct labels per member, ``sklearn.metrics.accuracy_score``."""
-    c = _classes(pred, target, sample_weight, from_logits)
+    """Fraction of correct labels per member, ``sklearn.metrics.accuracy_score``. ``labels``:
+    `predicted_labels` of the scores `pred`, when already computed."""
+    c = _classes(pred, target, sample_weight, from_logits, labels)
     return _wmean((c.labels == c.target).to(c.dtype), c.weight)
 
 
@@ -161,6 +192,7 @@ def f1_macro(
     from_logits: bool = True,
     num_classes: int | None = None,
     zero_division: float = 0.0,
+    labels: Tensor | None = None,
 ) -> Tensor:
     r"""Macro-averaged F1 per member, ``sklearn.metrics.f1_score(average="macro")``.
 
@@ -173,7 +205,8 @@ def f1_macro(
     ``num_classes=C`` the classes are 0..C-1 (sklearn's ``labels=range(C)``) and a class absent
     from both gets ``zero_division`` (0.0, 1.0, or NaN to leave it out of the average), which is
     sklearn's behaviour too. Label predictions without ``num_classes`` need one device sync to
-    find the number of classes (so pass it under ``torch.func.vmap``).
+    find the number of classes (so pass it under ``torch.func.vmap``). ``labels``:
+    `predicted_labels` of the scores `pred`, when already computed.
     """
     if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 1):
         raise ValueError(f"num_classes: expected a positive integer or None, got {num_classes!r}")
@@ -183,7 +216,7 @@ def f1_macro(
         or not (math.isnan(zero_division) or zero_division in (0.0, 1.0))
     ):
         raise ValueError(f"zero_division: expected 0.0, 1.0 or nan, got {zero_division!r}")
-    c = _classes(pred, target, sample_weight, from_logits)
+    c = _classes(pred, target, sample_weight, from_logits, labels)
     n_cls = num_classes or c.num_classes
     if n_cls is None:
         n_cls = int(torch.maximum(c.labels.max(), c.target.max())) + 1
@@ -289,7 +322,10 @@ class Metric:
 
     ``greater_is_better`` says which way is better (accuracy, F1, R2 up; losses and errors
     down); ``task`` is "classification" or "regression"; ``options`` are the keyword options
-    bound by :func:`get_metric` (e.g. ``from_logits``).
+    bound by :func:`get_metric` (e.g. ``from_logits``). ``uses_labels``: the metric depends
+    on the scores only through their `predicted_labels` and takes them precomputed
+    (``metric(pred, target, labels=predicted_labels(pred))``), so several such metrics of the
+    same scores share one argmax.
     """
 
     name: str
@@ -297,16 +333,26 @@ class Metric:
     greater_is_better: bool
     task: Task
     options: Mapping[str, object] = field(default_factory=dict)
+    uses_labels: bool = False
 
-    def __call__(self, pred: Tensor, target: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def __call__(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        labels: Tensor | None = None,
+    ) -> Tensor:
+        if self.uses_labels and labels is not None and pred.dtype.is_floating_point:
+            return self.fn(pred, target, sample_weight, labels=labels, **self.options)
         return self.fn(pred, target, sample_weight, **self.options)
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("accuracy", accuracy, True, "classification"),
-        Metric("f1_macro", f1_macro, True, "classification"),
+        Metric("accuracy", accuracy, True, "classification", uses_labels=True),
+        Metric("f1_macro", f1_macro, True, "classification", uses_labels=True),
         Metric("log_loss", log_loss, False, "classification"),
         Metric("mse", mse, False, "regression"),
         Metric("rmse", rmse, False, "regression"),
@@ -348,7 +394,7 @@ def get_metric(name: str | Metric, **options: object) -> Metric:
     allowed = [
         p.name
         for p in inspect.signature(base.fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "labels"
     ]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -356,5 +402,6 @@ def get_metric(name: str | Metric, **options: object) -> Metric:
             f"options: metric {base.name!r} does not take {unknown}; valid options: {allowed}"
         )
     return Metric(
-        base.name, base.fn, base.greater_is_better, base.task, {**base.options, **options}
-    )
+        base.name, base.fn, base.greater_is_better, base.task, {**base.options, **options},
+        base.uses_labels,
+    )  # fmt: skip

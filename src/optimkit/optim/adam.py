@@ -10,6 +10,7 @@ a population on CPU runs torch's fused kernel once per member (`fused_members_`)
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from optimkit.optim.base import GroupStep, PopulationOptimizer, compiled, prox_l1_group_
+from optimkit.optim.fastpath import clean_grads
 from optimkit.optim.members import bc
 from optimkit.optim.spec import OptimizerSpec, betas, eps, flag, lr, maximize, weight_decay
 from optimkit.optim.transforms import HP, State, Transform, chain, count, ema_, ema_sq_, head, zeros
@@ -197,32 +199,53 @@ def fused_members_(
     k alone (bit for bit in the cases tested). CPU only (the [K] hyperparameters are read as
     numbers, which on an accelerator would synchronize). `views` (a dict the caller keeps
     between steps) caches the member slices of the persistent tensors (parameters, moments,
-    step counts), rebuilt when any of them is a different tensor object than last time."""
+    step counts), rebuilt when any of them is a different tensor object than last time, and
+    those of the gradients once the same gradient tensors come back (``zero_grad(set_to_none=
+    False)``)."""
     torch._foreach_add_(list(steps), 1.0)
     k = params[0].shape[0]
     lr, eps, wd = hp["lr"].tolist(), hp["eps"].tolist(), hp["weight_decay"].tolist()
     beta1, beta2 = hp["beta1"].tolist(), hp["beta2"].tolist()
     if not decay:
         wd = [0.0] * k
-    persistent = [*params, *exp_avgs, *exp_avg_sqs, *steps, *max_exp_avg_sqs]
     views = {} if views is None else views
-    held = views.get("tensors")
-    if (
-        held is None
-        or len(held) != len(persistent)
-        or any(a is not b for a, b in zip(held, persistent, strict=True))
-    ):
+    persistent = [*params, *exp_avgs, *exp_avg_sqs, *steps, *max_exp_avg_sqs]
+    if not _same_tensors(views.get("tensors"), persistent):
         views["tensors"] = persistent
         split = [[t.unbind(0) for t in ts] for ts in (params, exp_avgs, exp_avg_sqs, steps,
                                                       max_exp_avg_sqs)]  # fmt: skip
         views["members"] = [[[t[i] for t in ts] for ts in split] for i in range(k)]
-    grad_slices = list(zip(*(g.unbind(0) for g in grads), strict=True))
+    # the gradients' slices are kept only once the same gradients come back (weak references
+    # until then: fresh gradients every step, set_to_none=True, are not held alive)
+    refs = views.get("grad_refs")
+    same = (
+        refs is not None
+        and len(refs) == len(grads)
+        and all(r() is g for r, g in zip(refs, grads, strict=True))
+    )
+    grad_members = views.get("grad_members") if same else None
+    if grad_members is None:
+        grad_members = [list(g) for g in zip(*(g.unbind(0) for g in grads), strict=True)]
+        if same:
+            views["grad_members"] = grad_members
+        else:
+            views["grad_refs"] = [weakref.ref(g) for g in grads]
+            views.pop("grad_members", None)
     fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
-    for i, ((p, m, v, s, vmax), g) in enumerate(zip(views["members"], grad_slices, strict=True)):
+    for i, ((p, m, v, s, vmax), g) in enumerate(zip(views["members"], grad_members, strict=True)):
         fused_step(
-            p, list(g), m, v, vmax, s, lr=lr[i], beta1=beta1[i], beta2=beta2[i],
+            p, g, m, v, vmax, s, lr=lr[i], beta1=beta1[i], beta2=beta2[i],
             weight_decay=wd[i], eps=eps[i], amsgrad=amsgrad, maximize=maximize,
         )  # fmt: skip
+
+
+def _same_tensors(held: Sequence[Tensor] | None, tensors: Sequence[Tensor]) -> bool:
+    """The same tensor objects, in order (identity, not values)."""
+    return (
+        held is not None
+        and len(held) == len(tensors)
+        and all(a is b for a, b in zip(held, tensors, strict=True))
+    )
 
 
 def adam_spec(name: str, weight_decay_default: float, decoupled: bool) -> OptimizerSpec:
@@ -308,25 +331,24 @@ class Adam(PopulationOptimizer):
         flags = {"amsgrad": amsgrad, "maximize": bool(group["maximize"]), "decoupled": decoupled,
                  "decay": isinstance(wd, Tensor) or wd != 0}  # fmt: skip
         names = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ()))
-        stored = [self.state[p] for p in w.stored]
-        m, v, *vmax = [[s[n] for s in stored] for n in names]
-        grads: list[Tensor] = [p.grad for p in w.stored]  # type: ignore[misc]
-        clean = not (self.skip_nonfinite or self.normalize_grad or self.clip_grad_norm is not None
-                     or self.clip_grad_value is not None)  # fmt: skip
-        if clean and self._torch_fused_applies(
-            group, w.stored, grads, [*m, *v, *(vmax[0] if vmax else [])]
-        ):
-            steps = [s["step"] for s in stored]
-            torch._foreach_add_(steps, 1.0)
-            fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
-            beta1, beta2 = group["betas"]
-            fused_step(
-                w.stored, grads, m, v, vmax[0] if vmax else [], steps, lr=group["lr"],
-                beta1=beta1, beta2=beta2, weight_decay=wd, eps=group["eps"], amsgrad=amsgrad,
-                maximize=flags["maximize"],
-            )  # fmt: skip
-            prox_l1_group_(w)
-            return
+        if self.members is None:
+            stored = [self.state[p] for p in w.stored]
+            m, v, *vmax = [[s[n] for s in stored] for n in names]
+            grads: list[Tensor] = [p.grad for p in w.stored]  # type: ignore[misc]
+            if clean_grads(self) and self._torch_fused_applies(
+                group, w.stored, grads, [*m, *v, *(vmax[0] if vmax else [])]
+            ):
+                steps = [s["step"] for s in stored]
+                torch._foreach_add_(steps, 1.0)
+                fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
+                beta1, beta2 = group["betas"]
+                fused_step(
+                    w.stored, grads, m, v, vmax[0] if vmax else [], steps, lr=group["lr"],
+                    beta1=beta1, beta2=beta2, weight_decay=wd, eps=group["eps"],
+                    amsgrad=amsgrad, maximize=flags["maximize"],
+                )  # fmt: skip
+                prox_l1_group_(w)
+                return
         m, v, *vmax = [[s[n] for s in w.states] for n in names]
         steps = [s["step"] for s in w.states]
         if not self.compile and _members_fused_apply(

@@ -65,6 +65,9 @@ TASK_METRICS = {
 #: per-member options the optimizer takes besides its own hyperparameters
 OPTIMIZER_EXTRAS = ("clip_grad_norm", "clip_grad_value", "l1")
 
+#: the scale `PopulationTrainer._members_finite` multiplies parameters by before summing them
+_FINITE_SCALE = {torch.float32: 2.0**-100, torch.float64: 2.0**-1000}
+
 #: glibc malloc settings `retain_freed_memory` applies: blocks up to 32 MiB come from the heap
 #: (glibc's own dynamic ceiling), and up to 256 MiB of free heap stay mapped
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 256 << 20
@@ -242,6 +245,7 @@ class PopulationTrainer:
         self.epoch = 0
         self.elapsed = 0.0
         self.test_results: dict[str, Tensor] | None = None
+        self._finite_vectors: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 
     # ------------------------------------------------------------------------------ set-up
     def _build_optimizer(self):
@@ -285,15 +289,24 @@ class PopulationTrainer:
         with torch.no_grad(), self._autocast():
             parts = [self.population.forward(x[i : i + chunk], train=False)
                      for i in range(0, x.shape[0], chunk)]  # fmt: skip
-        return torch.cat(parts, dim=1).to(self.dtype)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return out.to(self.dtype)
 
     def evaluate(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """Loss and task metrics of every member on (x, y): a dict of [K] tensors."""
+        """Loss and task metrics of every member on (x, y): a dict of [K] tensors. The label
+        metrics (accuracy, F1) share one argmax of the outputs."""
         out = self._forward_eval(x)
         result = {"loss": self.loss.mean(self._loss_input(out), self._targets(y)).detach()}
         pred = out if self.n_outputs > 1 or self.dataset.task == "classification" else out[..., 0]
+        labels: dict[bool, Tensor] = {}
         for name, metric in self.metrics.items():
-            result[name] = metric(pred, y).to(torch.float64)
+            given = None
+            if metric.uses_labels and pred.dtype.is_floating_point and pred.dim() >= 2:
+                from_logits = bool(metric.options.get("from_logits", True))
+                if from_logits not in labels:
+                    labels[from_logits] = metrics_mod.predicted_labels(pred, from_logits)
+                given = labels[from_logits]
+            result[name] = metric(pred, y, labels=given).to(torch.float64)
         return result
 
     @property
@@ -342,10 +355,26 @@ class PopulationTrainer:
         return total / max(count, 1)
 
     def _members_finite(self) -> Tensor:
-        ok = torch.ones(self.k, dtype=torch.bool, device=self.device)
+        """[K] bool: every parameter of the member is finite. One reduction per parameter: a
+        matrix-vector product of its [K, n] view with a vector of 2^-100 (float32; 2^-1000
+        for float64), which scales every value far below the overflow threshold before the
+        sum, so the result is finite iff every element is (inf and NaN stay inf and NaN);
+        other dtypes are summed in float64, where their sums cannot overflow."""
+        total = torch.zeros(self.k, dtype=torch.float64, device=self.device)
         for p in self.population.params.values():
-            ok &= torch.isfinite(p.detach()).flatten(1).all(dim=1)
-        return ok
+            flat = p.detach().reshape(self.k, -1)
+            scale = _FINITE_SCALE.get(flat.dtype)
+            if scale is None:
+                total += flat.sum(1, dtype=torch.float64)
+                continue
+            key = (flat.shape[1], flat.dtype, flat.device)
+            vector = self._finite_vectors.get(key)
+            if vector is None:
+                vector = self._finite_vectors[key] = torch.full(
+                    key[:1], scale, dtype=flat.dtype, device=flat.device
+                )
+            total += flat @ vector
+        return torch.isfinite(total)
 
     def _end_epoch(self, train_loss: Tensor, val: dict[str, Tensor], seconds: float) -> None:
         epoch, record = self.epoch, self.record
