@@ -52,35 +52,46 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _tune(url: str, trials: int):
+def _tune(url: str, trials: int, out=None):
     ds = load_dataset("iris", seed=0)
     space = SearchSpace.from_config(None, "adam")
-    mirror = StudyMirror(open_storage(url, None), "pg", ["maximize"],
+    mirror = StudyMirror(open_storage(url, out), "pg", ["maximize"],
                          make_sampler("random", space, 0), make_pruner("none", 3))  # fmt: skip
     base = TrainConfig(model="mlp", model_options={"hidden": (8,)}, epochs=3, batch_size=16)
-    return Tuner(ds, base, space, mirror, trials=trials, population=3).run(), mirror
+    try:
+        return Tuner(ds, base, space, mirror, trials=trials, population=3).run()
+    finally:
+        mirror.close()
 
 
-def test_study_on_postgres_round_trips_and_resumes(postgres_url):
-    first, mirror = _tune(postgres_url, trials=5)
+def _record(t: optuna.trial.FrozenTrial) -> tuple:
+    """What a trial stores, less its timings (wall-clock seconds and dates)."""
+    attrs = {k: v for k, v in t.user_attrs.items() if k != "seconds"}
+    return t.number, t.state, t.params, t.values, t.intermediate_values, attrs
+
+
+def test_study_on_postgres_round_trips_and_resumes(postgres_url, tmp_path):
+    first = _tune(postgres_url, trials=5)
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 5 == len(study.trials)
-    # the tuner's in-memory trials, by the numbers PostgreSQL gave them
-    mine = {mirror.numbers[t.number]: t for t in mirror.study.get_trials(deepcopy=False)}
     assert first.best_number == study.best_trial.number
-    for t in complete:  # what the tuner holds in memory is what PostgreSQL stored
-        assert t.params == mine[t.number].params
-        assert t.values == mine[t.number].values
-        assert t.intermediate_values == mine[t.number].intermediate_values
+    # the same seeded search on a journal file (Optuna's other storage) stores the same
+    # records: params, values, the 3-epoch curve and every attribute
+    journal = f"journal:{tmp_path / 'study.journal'}"
+    _tune(journal, trials=5, out=tmp_path)
+    oracle = optuna.load_study(study_name="pg", storage=open_storage(journal, tmp_path))
+    records = [_record(t) for t in study.trials]
+    assert records == [_record(t) for t in oracle.trials]
+    for t in complete:
         assert sorted(t.intermediate_values) == [1, 2, 3]  # epochs
-        assert t.user_attrs["status"] == mine[t.number].user_attrs["status"]
+        assert max(t.intermediate_values.values()) == t.value
+        assert t.user_attrs["status"] == "finished"
     # the same study again with a larger budget continues it: the first five are untouched
     _tune(postgres_url, trials=8)
     again = optuna.load_study(study_name="pg", storage=postgres_url)
     assert [t.number for t in again.trials] == list(range(8))
-    for t in again.trials[:5]:
-        assert t.params == mine[t.number].params and t.values == mine[t.number].values
+    assert [_record(t) for t in again.trials[:5]] == records
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in again.trials)
 
 
