@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import math
 import os
 import shutil
 import socket
@@ -84,6 +85,29 @@ class Rate:
     trials_per_s: list[float] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
     per_cpu_s: list[float] = field(default_factory=list)  # trials per worker CPU-second
+    startup: list[float] = field(default_factory=list)  # launch to tuning, mean over workers
+    skew: list[float] = field(default_factory=list)  # first to last worker's start of tuning
+    tail: list[float] = field(default_factory=list)  # first to last worker's end of tuning
+    driver_cpu: list[float] = field(default_factory=list)  # the driver's CPU while they ran
+    storage: list[float] = field(default_factory=list)  # workers' storage s / their tuning s
+    shares: list[str] = field(default_factory=list)  # trials asked by each worker
+
+    def add(self, driven: Any, rate: float, wall: float) -> None:
+        lines = driven.workers
+        self.trials_per_s.append(rate)
+        self.wall.append(wall)
+        done = sum(driven.result.counts.values())
+        self.per_cpu_s.append(done / sum(float(w["cpu_seconds"]) for w in lines))
+        starts = [float(w["started_at"]) for w in lines]
+        ends = [float(w["ended_at"]) for w in lines]
+        launched = [float(w["launched_at"]) for w in lines]
+        self.startup.append(statistics.mean(s - t for s, t in zip(starts, launched, strict=True)))
+        self.skew.append(max(starts) - min(starts))
+        self.tail.append(max(ends) - min(ends))
+        self.driver_cpu.append(driven.driver_cpu_seconds)
+        tuning = sum(e - s for s, e in zip(starts, ends, strict=True))
+        self.storage.append(sum(float(w["storage_seconds"]) for w in lines) / tuning)
+        self.shares.append("+".join(str(w["asked_trials"]) for w in lines))
 
 
 def _span_rate(path: Path, name: str) -> tuple[int, float]:
@@ -98,8 +122,9 @@ def _span_rate(path: Path, name: str) -> tuple[int, float]:
 
 
 def throughput(trials: int, repeats: int, counts: tuple[int, ...] = (1, 2)) -> list[Rate]:
-    from optimkit.cli.tune import run_tune
-    from optimkit.tune.workers import Scale
+    """The driver of ``optimkit tune --workers N`` (`drive`, as `run_tune` calls it; the best
+    trial's description and the results files, written after the workers end, left out)."""
+    from optimkit.tune.workers import Scale, drive
 
     rates = {n: Rate(n) for n in counts}
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -112,15 +137,12 @@ def throughput(trials: int, repeats: int, counts: tuple[int, ...] = (1, 2)) -> l
                     out = Path(tmp) / "out"
                     name = f"scale-{n}-{r}"
                     tic = time.perf_counter()
-                    summary = run_tune(_throughput_options(trials, out, name), False,
-                                       scale=Scale(workers=n), threads_given=True)  # fmt: skip
+                    driven = drive(_throughput_options(trials, out, name), Scale(workers=n),
+                                   False, True)  # fmt: skip
                     wall = time.perf_counter() - tic
                     done, span = _span_rate(out / "study.journal", name)
-                    assert done == trials == sum(summary["trials"].values())
-                    rates[n].trials_per_s.append(done / span)
-                    rates[n].wall.append(wall)
-                    cpu = sum(float(w["cpu_seconds"]) for w in summary["workers"])
-                    rates[n].per_cpu_s.append(done / cpu)
+                    assert done == trials == sum(driven.result.counts.values())
+                    rates[n].add(driven, done / span, wall)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -128,6 +150,173 @@ def throughput(trials: int, repeats: int, counts: tuple[int, ...] = (1, 2)) -> l
             else:
                 os.environ[k] = v
     return list(rates.values())
+
+
+# ------------------------------------------------------------------------------ the ceiling
+#: the probes run 1 vs 2 at once as independent processes (`ceiling`)
+PROBES = ("train", "matmul", "stream")
+
+
+def _round_members(space: Any, rng: Any, first: int) -> list[dict[str, Any]]:
+    """A population's worth of trial configurations as the random sampler draws them
+    (uniform, or log-uniform where the range is log), seeds as the tuner gives them."""
+    from optimkit.tune.tuner import full_config, member_of
+
+    members = []
+    for j in range(8):
+        params = {}
+        for key, p in space.params.items():
+            lo, hi = float(p.low), float(p.high)
+            params[key] = float(10 ** rng.uniform(math.log10(lo), math.log10(hi))) if p.log \
+                else float(rng.uniform(lo, hi))  # fmt: skip
+        config = full_config(space, params)
+        config["seed"] = first + j
+        members.append(member_of(config))
+    return members
+
+
+def _train_work(rounds: int) -> Any:
+    """The workers' training with no study or storage: `rounds` populations of 8 trials of the
+    throughput study, each trained to its end (4 epochs), slots refilled as the tuner does
+    (`PopulationTrainer.replace_member`); returns the work to time."""
+    import dataclasses
+
+    import numpy as np
+
+    from optimkit.cli.tune import _prepare
+    from optimkit.train import PopulationTrainer
+    from optimkit.tune import SearchSpace
+
+    with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
+        options = _throughput_options(8 * rounds, Path(tmp), "solo")
+        _, dataset, base, _ = _prepare(options, tmp)
+    space = SearchSpace.from_config(options.space, options.optimizer)
+    rng = np.random.default_rng(0)
+    config = dataclasses.replace(base, optimizer=options.optimizer,
+                                 monitor="val_accuracy", checkpoint_every=None)  # fmt: skip
+    trainer = PopulationTrainer(dataset, config, _round_members(space, rng, 0))
+
+    def work() -> None:
+        for r in range(rounds):
+            if r:
+                for k, member in enumerate(_round_members(space, rng, 8 * r)):
+                    trainer.replace_member(k, member)
+            while bool(trainer.active.any()):
+                val = trainer.run_epoch()
+                val["accuracy"].tolist(), trainer.status.tolist()  # what the tuner reads
+
+    return work
+
+
+def _matmul_work(units: int) -> Any:
+    """In-cache compute: 128 x 128 float32 matmuls (3 x 64 KiB, in each core's L2)."""
+    import torch
+
+    a, b = torch.randn(128, 128), torch.randn(128, 128)
+    out = torch.empty(128, 128)
+
+    def work() -> None:
+        for _ in range(4000 * units):
+            torch.mm(a, b, out=out)
+
+    return work
+
+
+def _stream_work(units: int) -> Any:
+    """Memory streaming: copies of a 128 MiB float32 tensor (4x the shared 32 MiB L3)."""
+    import torch
+
+    a, b = torch.ones(32 << 20), torch.empty(32 << 20)
+
+    def work() -> None:
+        for _ in range(10 * units):
+            b.copy_(a)
+
+    return work
+
+
+def solo() -> None:
+    """A probe process (`ceiling`): ``KIND UNITS`` on argv; builds its work, says ready, waits
+    for a line on stdin, runs, and prints its start, end and CPU seconds as JSON."""
+    import json
+    import sys
+
+    import torch
+
+    kind, units = sys.argv[1], int(sys.argv[2])
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    work = {"train": _train_work, "matmul": _matmul_work, "stream": _stream_work}[kind](units)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu, start = time.process_time(), time.perf_counter()
+    work()
+    end = time.perf_counter()
+    print(json.dumps({"start": start, "end": end, "cpu": time.process_time() - cpu}), flush=True)
+
+
+def _solo_run(kind: str, units: list[int]) -> tuple[float, float]:
+    """len(units) probe processes at once, process i pinned to core i (one thread each),
+    started together once all are built: (their span, their CPU seconds)."""
+    import json
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cores = sorted(os.sched_getaffinity(0))
+    procs = []
+    for i, n in enumerate(units):
+        core = {cores[i % len(cores)]}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", "from benchmarks.bench_scale import solo; solo()", kind,
+             str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            cwd=Path(__file__).resolve().parents[1],
+            preexec_fn=lambda c=core: os.sched_setaffinity(0, c),  # type: ignore[misc]
+        ))  # fmt: skip
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready", kind
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    lines = [json.loads(p.communicate()[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs), kind
+    span = max(x["end"] for x in lines) - min(x["start"] for x in lines)
+    return span, sum(x["cpu"] for x in lines)
+
+
+@dataclass
+class Ceiling:
+    kind: str
+    one: list[float] = field(default_factory=list)  # seconds for the whole work, 1 process
+    two: list[float] = field(default_factory=list)  # the same work split over 2 processes
+    cpu_one: list[float] = field(default_factory=list)  # CPU seconds of the work, 1 process
+    cpu_two: list[float] = field(default_factory=list)  # CPU seconds of the 2 processes
+
+    @property
+    def speedup(self) -> float:
+        return statistics.median(self.one) / statistics.median(self.two)
+
+    @property
+    def projected(self) -> float:
+        """2 x (work per CPU-second with 2 processes) / (the same with 1)."""
+        return 2 * statistics.median(self.cpu_one) / statistics.median(self.cpu_two)
+
+
+def ceiling(rounds: int, units: int, repeats: int) -> list[Ceiling]:
+    """Each probe's whole work (`rounds` populations of training, `units` of the others; even)
+    in 1 process, and split in halves over 2 at once (independent processes: no study, no
+    storage, no driver), interleaved."""
+    rows = {k: Ceiling(k) for k in PROBES}
+    for _ in range(repeats):
+        for kind in PROBES:
+            units = rounds if kind == "train" else units
+            row = rows[kind]
+            for wall, cpu, split in ((row.one, row.cpu_one, [units]),
+                                     (row.two, row.cpu_two, [units // 2] * 2)):  # fmt: skip
+                seconds, cpu_seconds = _solo_run(kind, split)
+                wall.append(seconds)
+                cpu.append(cpu_seconds)
+    return list(rows.values())
 
 
 # ------------------------------------------------------------------------------ counting
@@ -445,40 +634,97 @@ def _autogroup() -> str:
         return "unknown"
 
 
+def _cpu_times() -> list[int]:
+    """/proc/stat's whole-machine CPU ticks: user nice system idle iowait irq softirq steal."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+
+
 def _f(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def main(repeats: int = 3, quick: bool = False) -> None:
-    console = Console(width=160)
-    trials = 8 if quick else 128
-    load = os.getloadavg()[0]
+def _m(values: list[float], digits: int = 2) -> str:
+    return f"{statistics.median(values):.{digits}f}"
+
+
+def main(repeats: int = 3, quick: bool = False, storage: bool = True) -> None:
+    console = Console(width=200)
+    trials = 16 if quick else 128
+    reps = 1 if quick else repeats
+    load, ticks = os.getloadavg(), _cpu_times()
     with pinned(1):
-        rates = throughput(trials, 1 if quick else repeats)
+        rates = throughput(trials, reps)
+    ceil = ceiling(trials // 8, 4 if not quick else 1, reps)
+    load_end = os.getloadavg()
+    used = [b - a for a, b in zip(ticks, _cpu_times(), strict=True)]
+    busy = 1 - (used[3] + used[4]) / sum(used)
     base = statistics.median(rates[0].trials_per_s)
     base_cpu = statistics.median(rates[0].per_cpu_s)
     table = Table(title=f"trials per second, {trials} trials (digits MLP 64-32-10, 4 epochs, "
-                        f"population 8 per worker), 1 thread per worker; load at start "
-                        f"{load:.2f} on {os.cpu_count()} cores")  # fmt: skip
-    for col in ("workers", "trials/s (median)", "runs", "vs 1 worker", "command wall s",
-                "trials per worker CPU-s", "projected on free cores"):  # fmt: skip
+                        f"population 8 per worker), 1 thread per worker, {reps} interleaved "
+                        f"rounds; load average at start {load[0]:.2f} / {load[1]:.2f} (1 / 5 "
+                        f"min), at end {load_end[0]:.2f}, {os.cpu_count()} cores")  # fmt: skip
+    for col in ("workers", "trials/s (median)", "runs", "vs 1 worker", "driver wall s",
+                "trials per worker CPU-s", "projected on free cores", "start-up s",
+                "start skew s", "idle tail s", "driver CPU s", "storage share",
+                "trials per worker"):  # fmt: skip
         table.add_column(col, justify="right")
     for rate in rates:
         median = statistics.median(rate.trials_per_s)
         per_cpu = statistics.median(rate.per_cpu_s)
         table.add_row(str(rate.workers), f"{median:.1f}",
                       ", ".join(f"{x:.1f}" for x in rate.trials_per_s), f"{median / base:.2f}x",
-                      f"{statistics.median(rate.wall):.1f}", f"{per_cpu:.2f}",
-                      f"{rate.workers * per_cpu / base_cpu:.2f}x")  # fmt: skip
+                      _m(rate.wall, 1), f"{per_cpu:.2f}",
+                      f"{rate.workers * per_cpu / base_cpu:.2f}x", _m(rate.startup),
+                      _m(rate.skew), _m(rate.tail), _m(rate.driver_cpu),
+                      f"{100 * statistics.median(rate.storage):.1f}%",
+                      ", ".join(rate.shares))  # fmt: skip
     console.print(table)
     console.print(
-        "projected on free cores: N x (trials per worker CPU-second with N workers) / (the "
-        "same with 1), the speed-up when each worker has a core of its own (it leaves out "
-        "time a worker waits without computing: locks, the last population's tail). Under "
-        "load the measured trials/s ratio cannot show it: Linux's autogroup scheduler "
+        "trials/s: finished trials over the study's span (first trial's start to last trial's "
+        "end); start-up: a worker's launch to its first claim (importing torch, loading the "
+        "data: outside the span); start skew / idle tail: the first to the last worker's "
+        "start / end of tuning (inside the span: one worker tunes alone); driver CPU: the "
+        "driver's CPU seconds while the workers ran (it shares their cores); storage share: "
+        "the workers' seconds in storage calls (claims under the study's lock, reads, "
+        "writes) over their tuning seconds. projected on free cores: N x (trials per worker "
+        "CPU-second with N workers) / (the same with 1). Linux's autogroup scheduler "
         f"(sched_autogroup_enabled={_autogroup()}) gives this benchmark's session one share "
-        "of the CPUs however many worker processes it runs."
+        "of the CPUs against other sessions however many processes it runs: read it with "
+        "the load average."
     )
+    two = statistics.median(rates[-1].trials_per_s) / base
+    console.print(f"whole machine while the two tables ran (/proc/stat): {100 * busy:.0f}% "
+                  f"busy, steal {100 * used[7] / sum(used):.1f}% (time the hypervisor ran "
+                  "something else on these vCPUs)")  # fmt: skip
+    table = Table(title="the ceiling: the same work as 1 process and split over 2 independent "
+                        "processes at once (each pinned to its own core, one thread, no "
+                        "study, no storage, no driver; timed after start-up, started "
+                        "together)")  # fmt: skip
+    for col in ("probe", "work", "1 process s (median)", "2 processes s (median)",
+                "runs 1 / 2", "speed-up", "CPU s 1 / 2 (median)",
+                "projected on free cores"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("probe", "work") else "right")
+    what = {"train": f"the workers' training: {trials // 8} populations of 8 trials, slots "
+                     "refilled (replace_member), 4 epochs each; 2 x half",
+            "matmul": "in-cache compute: 128x128 float32 matmuls (in L2)",
+            "stream": "memory streaming: 128 MiB float32 copies (4x the shared L3)"}  # fmt: skip
+    for c in ceil:
+        table.add_row(c.kind, what[c.kind], _m(c.one, 3), _m(c.two, 3),
+                      " / ".join(", ".join(f"{x:.3f}" for x in v) for v in (c.one, c.two)),
+                      f"{c.speedup:.2f}x", f"{_m(c.cpu_one, 3)} / {_m(c.cpu_two, 3)}",
+                      f"{c.projected:.2f}x")  # fmt: skip
+    console.print(table)
+    train = ceil[0].speedup
+    solo_rate = trials / statistics.median(ceil[0].one)
+    console.print(
+        f"2 workers on one study: {two:.2f}x = {100 * two / train:.0f}% of the ceiling "
+        f"({train:.2f}x, the same training as independent processes). 1 worker: {base:.1f} "
+        f"trials/s = {100 * base / solo_rate:.0f}% of the training alone in one process "
+        f"({solo_rate:.1f} trials/s)."
+    )
+    if not storage:
+        return
     cost_trials = 4 if quick else 48
     with pinned(1):
         costs, note = storage_costs(cost_trials, 1 if quick else repeats)
@@ -511,9 +757,13 @@ def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--quick", action="store_true",
-                        help="8 and 4 trials, one round (a smoke run)")  # fmt: skip
+                        help="16 and 4 trials, one round (a smoke run)")  # fmt: skip
+    parser.add_argument("--no-storage", action="store_true",
+                        help="the throughput and ceiling tables only")  # fmt: skip
     args = parser.parse_args(argv)
-    main(args.repeats, args.quick)
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected an int >= 1, got {args.repeats}")
+    main(args.repeats, args.quick, not args.no_storage)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,94 @@ def worker_env(env: dict[str, str], threads: int, gpu: str | None) -> dict[str, 
     return out
 
 
+# ------------------------------------------------------------------------------ the start
+def warm_up() -> None:
+    """Before tuning: construct a throwaway torch.optim optimizer, whose first construction
+    imports torch's compiler stack (torch.optim's dynamo-disabled methods import it lazily:
+    1-3 s). Otherwise the first trial's trainer pays it inside the tuning, while the budget
+    is shared, and the other workers run ahead alone."""
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+#: a worker process's end of the driver's start barrier: "READY_FD,GO_FD" (`run_processes`)
+START_ENV = "OPTIMKIT_START_FDS"
+#: seconds the driver waits for the last worker to be ready once the first is
+START_WAIT = 30.0
+
+
+def await_start() -> None:
+    """A worker started by `run_processes`: say it is ready (imports done, data loaded, the
+    tuner built), then wait for the driver's go, so that its workers start tuning together
+    and split the budget evenly (a worker that loads faster would otherwise run trials alone,
+    and a short study could be over before the last one joins). The go is one byte, or the
+    driver's end of the pipe closing (a driver that died: the worker tunes on its own)."""
+    fds = os.environ.pop(START_ENV, None)
+    if not fds:
+        return
+    ready, go = (int(fd) for fd in fds.split(","))
+    with contextlib.suppress(OSError):
+        os.write(ready, b"r")
+        os.close(ready)
+    with contextlib.suppress(OSError):
+        os.read(go, 1)
+        os.close(go)
+
+
+class StartBarrier:
+    """The driver's end: a ready pipe and a go pipe per worker (`await_start`). `release`
+    sends the go once every worker is ready or gone (its ready pipe closed: it exited before
+    tuning), or `START_WAIT` seconds after the first was ready, whichever comes first."""
+
+    def __init__(self, workers: int) -> None:
+        self.pipes = [(os.pipe(), os.pipe()) for _ in range(workers)]  # (ready r, w), (go r, w)
+        self.waiting = {ready[0]: i for i, (ready, _) in enumerate(self.pipes)}
+        self.first: float | None = None
+        self.released = False
+
+    def child(self, i: int) -> tuple[dict[str, str], tuple[int, int]]:
+        """Worker i's environment entry and the descriptors it inherits."""
+        (_, ready_w), (go_r, _) = self.pipes[i]
+        return {START_ENV: f"{ready_w},{go_r}"}, (ready_w, go_r)
+
+    def started(self) -> None:
+        """The workers are started: close the driver's copies of their ends."""
+        for (_, ready_w), (go_r, _) in self.pipes:
+            os.close(ready_w)
+            os.close(go_r)
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for workers to say ready; release when it is time."""
+        import select
+
+        if self.released:
+            time.sleep(timeout)
+            return
+        readable, _, _ = select.select(list(self.waiting), [], [], timeout)
+        for fd in readable:
+            got = os.read(fd, 1)
+            if got and self.first is None:
+                self.first = time.monotonic()
+            os.close(fd)
+            del self.waiting[fd]
+        late = self.first is not None and time.monotonic() - self.first > START_WAIT
+        if not self.waiting or late:
+            self.release()
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        for fd in self.waiting:
+            os.close(fd)
+        self.waiting = {}
+        for _, (_, go_w) in self.pipes:
+            with contextlib.suppress(OSError):  # a worker that is gone
+                os.write(go_w, b"g")
+            os.close(go_w)
+
+
 # ------------------------------------------------------------------------------ a worker
 def run_worker(
     spec: str,
@@ -199,6 +287,8 @@ def run_worker(
     from optimkit.tune.storage import storage_label
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with contextlib.suppress(RuntimeError):  # set already (a Ray actor's second study)
+        torch.set_num_interop_threads(threads or 1)
     storage = open_storage(spec, None)
     try:
         study_id = storage.get_study_id_from_name(study_name)
@@ -228,8 +318,12 @@ def run_worker(
                          reseed=index is None, **storage_kw)  # fmt: skip
     tuner = tuner_of(options, dataset, base, study, mirror)
     tuner.describe_best = False
+    warm_up()
+    await_start()
     cpu = time.process_time()  # this process's CPU time in tuning (all its threads)
+    started = time.time()
     result = tuner.run()
+    ended = time.time()
     cpu = time.process_time() - cpu
     import socket
 
@@ -239,7 +333,8 @@ def run_worker(
         "asked_trials": result.asked, "reasked_trials": mirror.reasked,
         "seconds": time.perf_counter() - tic, "cpu_seconds": cpu,
         "tuner_overhead_seconds": result.overhead_seconds,
-        "storage_seconds": mirror.store_seconds, "exit": 0,
+        "storage_seconds": mirror.store_seconds, "started_at": started, "ended_at": ended,
+        "exit": 0,
     }  # fmt: skip
 
 
@@ -256,6 +351,7 @@ class Driven:
     resumed: int
     reasked: int
     workers: list[dict[str, Any]] = field(default_factory=list)
+    driver_cpu_seconds: float = 0.0  # the driver's CPU time while its workers ran
 
 
 class Watch:
@@ -359,6 +455,7 @@ def drive(
                 host, advertise = ("0.0.0.0", socket.gethostbyname(socket.gethostname())) \
                     if scale.cluster else ("127.0.0.1", None)  # fmt: skip
                 reach = stack.enter_context(GrpcProxy(spec, host, advertise=advertise)).spec
+            driver_cpu = time.process_time()
             if scale.ray:
                 from optimkit.tune.ray_workers import run_ray
 
@@ -366,6 +463,7 @@ def drive(
             else:
                 lines = run_processes(reach, study.name, scale.workers or 1, threads, options,
                                       tick, on_start)  # fmt: skip
+            driver_cpu = time.process_time() - driver_cpu
         watch.look(force=True)
         progress.update(bar, completed=min(watch.finished, options.trials))
     timed_out = options.timeout is not None
@@ -389,7 +487,8 @@ def drive(
     result.finished_before = resumed
     result.overhead_seconds = sum(float(w.get("tuner_overhead_seconds", 0)) for w in lines)
     reasked = sum(int(w.get("reasked_trials", 0)) for w in lines)
-    return Driven(out, dataset, study.name, study.metric, result, resumed, reasked, lines)
+    return Driven(out, dataset, study.name, study.metric, result, resumed, reasked, lines,
+                  driver_cpu)  # fmt: skip
 
 
 def _directions(names: list[str]) -> list[Any]:
@@ -414,16 +513,20 @@ def run_processes(
     per = worker_threads(threads, workers)
     cores = sorted(os.sched_getaffinity(0))
     gpus = gpu_assignment(visible_gpus(dict(os.environ), _gpus(options.device)), workers)
-    procs = []
+    procs, launched = [], []
+    barrier = StartBarrier(workers)
     for i in range(workers):
-        env = worker_env(dict(os.environ), per, gpus[i])
+        start_env, fds = barrier.child(i)
+        env = {**worker_env(dict(os.environ), per, gpus[i]), **start_env}
         mine = cores[i * per : (i + 1) * per] if per * workers <= len(cores) else None
         cmd = [sys.executable, "-m", "optimkit.cli", "worker", "--storage", spec, "--study-name",
                name, "--threads", str(per), "--index", str(i), "--json"]  # fmt: skip
+        launched.append(time.time())
         procs.append(subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, pass_fds=fds,
             preexec_fn=(lambda c=mine: os.sched_setaffinity(0, c)) if mine else None,
         ))  # fmt: skip
+    barrier.started()
     if on_start is not None:
         on_start(procs)
     outputs: dict[int, tuple[str, str]] = {}
@@ -439,21 +542,24 @@ def run_processes(
     try:
         while any(p.poll() is None for p in procs):
             tick()
-            time.sleep(0.1)
+            barrier.wait(0.1)
     except BaseException:  # the driver interrupted: stop its workers
         for p in procs:
             if p.poll() is None:
                 p.terminate()
         raise
+    finally:
+        barrier.release()
     for r in readers:
         r.join()
     lines = []
     for i, p in enumerate(procs):
         stdout, stderr = outputs.get(i, ("", ""))
-        line: dict[str, Any] = {"index": i, "pid": p.pid, "exit": p.returncode}
+        line: dict[str, Any] = {"index": i, "pid": p.pid, "launched_at": launched[i],
+                                "exit": p.returncode}  # fmt: skip
         if p.returncode == 0:
             with contextlib.suppress(ValueError):
-                line = {**json.loads(stdout), "exit": 0}
+                line = {**json.loads(stdout), "launched_at": launched[i], "exit": 0}
         else:
             errors = [s for s in stderr.strip().splitlines() if s.strip()]
             code = p.returncode
