@@ -220,11 +220,11 @@ def run_tune(
             dataset, base, space, mirror, trials=options.trials, timeout=options.timeout,
             population=options.population, metric=metric, objectives=tuple(options.objectives),
             target=options.target_value,
-            on_trial=lambda done, total: progress.update(
-                bar, completed=sum(t.state.is_finished()
-                                  for t in mirror.study.get_trials(deepcopy=False))),
+            on_trial=lambda done, total: progress.update(  # stored so far (every process's)
+                bar, completed=mirror.finished_count()),
         )  # fmt: skip
         result = tuner.run()
+        progress.update(bar, completed=mirror.finished_count())
     from optimkit.tune.workers import Driven
 
     return _write_tune(options, Driven(out, dataset, name, metric, result, mirror.resumed,
