@@ -682,8 +682,8 @@ def main(repeats: int = 3, quick: bool = False, storage: bool = True) -> None:
     console.print(table)
     console.print(
         "trials/s: finished trials over the study's span (first trial's start to last trial's "
-        "end); start-up: a worker's launch to its first claim (importing torch, loading the "
-        "data: outside the span); start skew / idle tail: the first to the last worker's "
+        "end); start-up: a worker's launch to its tuning start (importing torch, the data, "
+        "the barrier: outside the span); start skew / idle tail: the first to the last worker's "
         "start / end of tuning (inside the span: one worker tunes alone); driver CPU: the "
         "driver's CPU seconds while the workers ran (it shares their cores); storage share: "
         "the workers' seconds in storage calls (claims under the study's lock, reads, "
