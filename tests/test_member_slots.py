@@ -236,3 +236,33 @@ def test_trainer_replace_member_resets_every_slot(digits64):
     assert int(trainer.early.best_epoch[1]) == -1 and float(trainer.schedule.position[1]) == 0
     assert float(trainer.optimizer.param_groups[0]["lr"][1]) == 0.05
     assert trainer.seeds == [1, 7] and trainer.members[1]["seed"] == 7
+
+
+def test_trainer_replace_members_at_once_equals_one_by_one(digits64):
+    cfg = TrainConfig(model="mlp", model_options={"hidden": (8,)}, optimizer="adam",
+                      epochs=4, batch_size=256, schedule="cosine", patience=5)  # fmt: skip
+    members = [{"lr": 1e-2 * (k + 1), "weight_decay": 1e-4, "seed": k} for k in range(4)]
+    new = {0: {"lr": 3e-3, "weight_decay": 0.0, "seed": 11},
+           2: {"lr": 5e-2, "weight_decay": 1e-3, "seed": 12}}  # fmt: skip
+    batched, serial = (PopulationTrainer(digits64, cfg, members) for _ in range(2))
+    for t in (batched, serial):
+        t.run_epoch()
+    batched.replace_members(new)
+    for k, member in new.items():
+        serial.replace_member(k, member)
+    for t in (batched, serial):
+        t.run_epoch()
+    assert batched.members == serial.members and batched.seeds == serial.seeds == [11, 1, 12, 3]
+    for a, b in zip(batched.population.params.values(), serial.population.params.values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    for name, p in batched.population.params.items():
+        sa, sb = batched.optimizer.state[p], serial.optimizer.state[serial.population.params[name]]
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[n], sb[n]) for n in sa)
+    for a, b in ((batched.member_epochs, serial.member_epochs),
+                 (batched.early.best, serial.early.best),
+                 (batched.schedule.position, serial.schedule.position)):  # fmt: skip
+        assert torch.equal(a, b)
+    assert batched.member_epochs.tolist() == [1, 2, 1, 2]
+    with pytest.raises(ValueError, match="member: expected the keys"):
+        batched.replace_members({1: {"lr": 1e-3}})

@@ -9,9 +9,10 @@ no Python branching on tensor values, no in-place writes to inputs; BatchNorm wi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from torch import nn
@@ -49,15 +50,30 @@ def resolve_factory(path: str) -> Factory:
     return obj
 
 
+def _signature(factory: Factory) -> inspect.Signature | None:
+    """The factory's signature (None where it has none), read once per hashable factory: a
+    population builds a fresh member from it for every trial."""
+    if isinstance(factory, Hashable):
+        return _cached_signature(factory)
+    return _read_signature(factory)
+
+
+def _read_signature(factory: Factory) -> inspect.Signature | None:
+    try:
+        return inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+
+
+_cached_signature = functools.lru_cache(maxsize=256)(_read_signature)
+
+
 def call_factory(
     factory: Factory, label: str, n_features: int, n_outputs: int, options: Mapping[str, Any]
 ) -> nn.Module:
     """``factory(n_features, n_outputs, **options)``, checked to accept those arguments and to
     return an nn.Module."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        signature = None
+    signature = _signature(factory)
     if signature is not None:
         try:
             signature.bind(n_features, n_outputs, **options)

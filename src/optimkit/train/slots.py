@@ -16,6 +16,7 @@ nothing reaches into another part's fields.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -31,10 +32,12 @@ class MemberSlots(Protocol):
     def copy_member(self, src: int, dst: int) -> None: ...
 
 
-def member_mask(k: int, members: int, device: torch.device | str | None = None) -> Tensor:
-    """The [K] bool mask of member k alone."""
+def member_mask(
+    k: int | Sequence[int], members: int, device: torch.device | str | None = None
+) -> Tensor:
+    """The [K] bool mask of member k alone (or of the members in a list k)."""
     mask = torch.zeros(members, dtype=torch.bool, device=device)
-    mask[k] = True
+    mask[k if isinstance(k, int) else list(k)] = True
     return mask
 
 

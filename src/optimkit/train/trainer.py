@@ -492,18 +492,28 @@ class PopulationTrainer:
         """Give slot k a new configuration (a new tuning trial): fresh weights from its seed,
         fresh optimizer state, its hyperparameters, and a clean record. The other members
         are untouched. `member` has the same keys as the trainer's members."""
-        if set(member) != set(self.members[0]):
-            raise ValueError(
-                f"member: expected the keys {sorted(self.members[0])}, got {sorted(member)}"
-            )
-        member = dict(member)
-        seed = int(member.pop("seed", self.config.seed + k))
-        self.set_member(k, member)
-        self.population.seeds[k] = seed
-        self.sampler.set_member_seed(k, seed)
-        if "seed" in self.members[0]:
-            self.members[k]["seed"] = seed
-        mask = member_mask(k, self.k, self.device)
+        self.replace_members({k: member})
+
+    def replace_members(self, members: Mapping[int, Mapping[str, Any]]) -> None:
+        """`replace_member` for several slots at once ({slot: member}): each slot's state is
+        reset in one pass over the population's tensors for all of them, not one per slot."""
+        expected = set(self.members[0])
+        for member in members.values():
+            if set(member) != expected:
+                raise ValueError(
+                    f"member: expected the keys {sorted(expected)}, got {sorted(member)}"
+                )
+        for k, member in members.items():
+            member = dict(member)
+            seed = int(member.pop("seed", self.config.seed + k))
+            self.set_member(k, member)
+            self.population.seeds[k] = seed
+            self.sampler.set_member_seed(k, seed)
+            if "seed" in self.members[0]:
+                self.members[k]["seed"] = seed
+        if not members:
+            return
+        mask = member_mask(list(members), self.k, self.device)
         for slot in self.slots:
             slot.reset_members(mask)
 

@@ -220,12 +220,14 @@ class Tuner:
             for pool in self.pools:
                 if pool.shape != shape:
                     continue
+                placed = {}
                 for k in pool.free_slots():
                     if not queue:
                         break
                     trial, config = queue.pop(0)
-                    pool.trainer.replace_member(k, member_of(config))
+                    placed[k] = member_of(config)
                     pool.trials[k], pool.seconds[k], pool.curves[k] = trial, 0.0, []
+                pool.trainer.replace_members(placed)  # the slots reset together
             if queue:
                 self.pools.append(self._new_pool(shape, queue))
             del self.pending[shape]
