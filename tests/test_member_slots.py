@@ -266,3 +266,5 @@ def test_trainer_replace_members_at_once_equals_one_by_one(digits64):
     assert batched.member_epochs.tolist() == [1, 2, 1, 2]
     with pytest.raises(ValueError, match="member: expected the keys"):
         batched.replace_members({1: {"lr": 1e-3}})
+    with pytest.raises(ValueError, match=r"slot: expected an int in \[0, 4\), got 4"):
+        batched.replace_members({4: new[0]})

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -498,11 +499,14 @@ class PopulationTrainer:
         """`replace_member` for several slots at once ({slot: member}): each slot's state is
         reset in one pass over the population's tensors for all of them, not one per slot."""
         expected = set(self.members[0])
-        for member in members.values():
+        for k, member in members.items():
+            if isinstance(k, bool) or not isinstance(k, Integral) or not 0 <= k < self.k:
+                raise ValueError(f"slot: expected an int in [0, {self.k}), got {k!r}")
             if set(member) != expected:
                 raise ValueError(
                     f"member: expected the keys {sorted(expected)}, got {sorted(member)}"
                 )
+        members = {int(k): m for k, m in members.items()}
         for k, member in members.items():
             member = dict(member)
             seed = int(member.pop("seed", self.config.seed + k))
