@@ -9,7 +9,7 @@ import torch
 
 from optimkit import schedules as S
 from optimkit.data import BatchSampler, load_dataset
-from optimkit.models import Population
+from optimkit.models import Population, build_model
 from optimkit.optim import get_optimizer
 from optimkit.train import EarlyStopping, History, PopulationTrainer, TrainConfig
 from optimkit.train.slots import MemberSlots, member_mask
@@ -248,7 +248,11 @@ def test_trainer_replace_members_at_once_equals_one_by_one(digits64):
     for t in (batched, serial):
         t.run_epoch()
     batched.replace_members(new)
-    for k, member in new.items():
+    for k, member in new.items():  # oracle: the plain model built from the slot's seed
+        torch.manual_seed(member["seed"])
+        plain = build_model("mlp", 64, 10, hidden=(8,)).state_dict()
+        for name, p in batched.population.params.items():
+            assert torch.equal(p[k].detach(), plain[name].to(p.dtype))
         serial.replace_member(k, member)
     for t in (batched, serial):
         t.run_epoch()

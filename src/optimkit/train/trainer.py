@@ -506,8 +506,10 @@ class PopulationTrainer:
                 raise ValueError(
                     f"member: expected the keys {sorted(expected)}, got {sorted(member)}"
                 )
-        members = {int(k): m for k, m in members.items()}
-        for k, member in members.items():
+        if not members:
+            return
+        slots = [int(k) for k in members]
+        for k, member in zip(slots, members.values(), strict=True):
             member = dict(member)
             seed = int(member.pop("seed", self.config.seed + k))
             self.set_member(k, member)
@@ -515,9 +517,7 @@ class PopulationTrainer:
             self.sampler.set_member_seed(k, seed)
             if "seed" in self.members[0]:
                 self.members[k]["seed"] = seed
-        if not members:
-            return
-        mask = member_mask(list(members), self.k, self.device)
+        mask = member_mask(slots, self.k, self.device)
         for slot in self.slots:
             slot.reset_members(mask)
 
